@@ -1,0 +1,68 @@
+"""Real images and realistic prompts for calibration and parity (no synthetic data)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+SHARED_IMAGES = Path(__file__).resolve().parent.parent.parent / "shared" / "images"
+
+
+def default_image_dir() -> Path:
+    """`../shared/images` beside the project (the photos shipped for parity and calibration)."""
+    return SHARED_IMAGES
+
+
+def load_images(folder: str | Path | None = None, limit: int | None = None) -> list[tuple[str, np.ndarray]]:
+    """(name, HxWx3 uint8 RGB) for every image in `folder` (default: ../shared/images), sorted."""
+    folder = Path(folder) if folder else default_image_dir()
+    if not folder.is_dir():
+        raise FileNotFoundError(f"image folder not found: {folder} (pass --images DIR)")
+    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not paths:
+        raise FileNotFoundError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {folder}")
+    return [(p.name, np.asarray(Image.open(p).convert("RGB"))) for p in paths[:limit]]
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """A prompt in fractions of the image's width/height, so it fits any photo."""
+
+    name: str
+    points: tuple[tuple[float, float], ...] = ()
+    labels: tuple[int, ...] = ()
+    box: tuple[float, float, float, float] | None = None
+    multimask: bool = True
+    refine_from: str | None = None  # use this prompt's best low-res logits as mask_input
+    extra: dict = field(default_factory=dict, compare=False)
+
+    def absolute(self, h: int, w: int) -> dict:
+        """predict() keyword arguments (without mask_input) for an h x w image."""
+        kw: dict = {"multimask_output": self.multimask}
+        if self.points:
+            kw["point_coords"] = np.array([[x * w, y * h] for x, y in self.points], np.float32)
+            kw["point_labels"] = np.array(self.labels, np.int64)
+        if self.box:
+            x0, y0, x1, y1 = self.box
+            kw["box"] = np.array([x0 * w, y0 * h, x1 * w, y1 * h], np.float32)
+        return kw
+
+
+# SAM's notebook prompts on truck.jpg (1800x1200) expressed as fractions, plus the other types.
+PROMPTS = (
+    Prompt("1 point", ((0.278, 0.3125),), (1,)),
+    Prompt("1 point, single", ((0.278, 0.3125),), (1,), multimask=False),
+    Prompt("2 points + negative", ((0.278, 0.3125), (0.625, 0.521), (0.45, 0.8)), (1, 1, 0),
+           multimask=False),
+    Prompt("box", box=(0.236, 0.5, 0.389, 0.729), multimask=False),
+    Prompt("box + negative point", ((0.319, 0.625),), (0,), box=(0.236, 0.5, 0.389, 0.729),
+           multimask=False),
+    Prompt("refine with mask_input", ((0.278, 0.3125), (0.35, 0.4)), (1, 1), multimask=False,
+           refine_from="1 point"),
+    Prompt("5 points, multimask", ((0.2, 0.3), (0.4, 0.35), (0.5, 0.6), (0.7, 0.2), (0.3, 0.7)),
+           (1, 1, 0, 1, 0)),
+)

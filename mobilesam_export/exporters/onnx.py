@@ -1,0 +1,207 @@
+"""ONNX: both graphs via torch.onnx (TorchScript exporter, dynamic N), simplified with onnxsim,
+checked with onnx.checker; fp16 (onnxconverter-common), int8 dynamic and int8 static QDQ
+(onnxruntime.quantization, calibrated on real photos)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import warnings
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+from tqdm import tqdm
+
+from runtimes import contract
+
+from ..bundle import ExportOptions
+from ..checkpoint import LoadedModel
+from ..graphs import DecoderGraph, EncoderGraph, OfficialDecoderGraph, example_inputs
+from ..metadata import model_metadata
+
+FORMAT = "onnx"
+QUANTS = ("fp32", "fp16", "int8", "int8-static")
+DEFAULT_QUANT = "fp32"
+OPSET = 17  # LayerNormalization is native; every op runs in onnxruntime, OpenVINO and onnx2tf
+# Decoder nodes kept float in int8-static: the point/mask prompt arithmetic and the final
+# hypernetwork product, whose outputs are the logits themselves (chosen by parity).
+STATIC_EXCLUDE_OP_TYPES = ("Sin", "Cos", "Softmax", "LayerNormalization")
+
+
+def _names(specs) -> list[str]:
+    return [s.name for s in specs]
+
+
+def _export(module: torch.nn.Module, args: tuple, path: Path, inputs, outputs,
+            dynamic_axes: dict | None = None) -> None:
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module.eval(), args, str(path), input_names=_names(inputs),
+                          output_names=_names(outputs), opset_version=OPSET,
+                          dynamic_axes=dynamic_axes, do_constant_folding=True, dynamo=False)
+
+
+def _simplify(path: Path) -> None:
+    import onnxsim
+
+    simplified, ok = onnxsim.simplify(onnx.load(str(path)))
+    if not ok:
+        raise RuntimeError(f"onnxsim could not validate the simplified {path.name}")
+    onnx.save(simplified, str(path))
+
+
+def set_metadata(path: Path, meta: dict[str, str]) -> None:
+    """Write string metadata into an ONNX file's metadata_props (replacing ours)."""
+    model = onnx.load(str(path))
+    keep = [p for p in model.metadata_props if p.key not in meta]
+    del model.metadata_props[:]
+    model.metadata_props.extend(keep)
+    for k, v in meta.items():
+        model.metadata_props.add(key=k, value=v)
+    model.producer_name = "mobilesam-export"
+    onnx.save(model, str(path))
+    onnx.checker.check_model(str(path))
+
+
+def export_fp32(loaded: LoadedModel, out: Path, official_decoder: bool = False) -> dict[str, str]:
+    """Trace, export and simplify the fp32 graphs; returns {role: filename}."""
+    model = loaded.model
+    ex = example_inputs()
+    dec_args = tuple(ex[s.name] for s in contract.DECODER_INPUTS)
+    graphs = {"encoder": "encoder.onnx", "decoder": "decoder.onnx"}
+    jobs = [
+        ("encoder", EncoderGraph(model), (ex["image"],), contract.ENCODER_INPUTS,
+         contract.ENCODER_OUTPUTS, None),
+        ("decoder", DecoderGraph(model), dec_args, contract.DECODER_INPUTS,
+         contract.DECODER_OUTPUTS,
+         {"point_coords": {1: "num_points"}, "point_labels": {1: "num_points"}}),
+    ]
+    if official_decoder:
+        graphs["decoder_official"] = "decoder_sam_official.onnx"
+        jobs.append(("decoder_official", OfficialDecoderGraph(model), dec_args + (ex["orig_im_size"],),
+                     contract.OFFICIAL_DECODER_INPUTS, contract.OFFICIAL_DECODER_OUTPUTS,
+                     {"point_coords": {1: "num_points"}, "point_labels": {1: "num_points"},
+                      "masks": {2: "orig_height", 3: "orig_width"}}))
+    for role, module, args, ins, outs, dyn in tqdm(jobs, desc="onnx export", unit="graph"):
+        path = out / graphs[role]
+        with torch.no_grad():
+            _export(module, args, path, ins, outs, dyn)
+        _simplify(path)
+        onnx.checker.check_model(str(path))
+    return graphs
+
+
+def to_fp16(src: Path, dst: Path) -> None:
+    """fp16 weights and compute, fp32 inputs/outputs (onnxconverter-common)."""
+    from onnxconverter_common import float16
+
+    model = float16.convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
+    onnx.save(model, str(dst))
+
+
+def to_int8_dynamic(src: Path, dst: Path) -> None:
+    """int8 weights, activations quantised at run time (MatMul/Gemm; convolutions stay float)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8,
+                     op_types_to_quantize=["MatMul", "Gemm"])
+
+
+class _Reader:
+    """onnxruntime CalibrationDataReader over a list of feed dicts."""
+
+    def __init__(self, feeds: list[dict]) -> None:
+        self._it = iter(feeds)
+
+    def get_next(self):
+        return next(self._it, None)
+
+
+def calibration_feeds(loaded: LoadedModel, images_dir: str | None) -> tuple[list[dict], list[dict]]:
+    """Encoder feeds from real photos; decoder feeds from their real embeddings x the parity
+    prompt types (points, boxes, mask refinement)."""
+    from runtimes import transforms
+
+    from ..calibration import PROMPTS, load_images
+    from ..reference import TorchPredictor
+
+    ref = TorchPredictor(loaded.model)
+    enc, dec = [], []
+    for _, image in tqdm(load_images(images_dir), desc="calibration", unit="image"):
+        resized = transforms.resize_image(image)
+        enc.append({"image": transforms.normalize_and_pad(resized)})
+        ref.set_image(image)
+        emb = ref.get_image_embedding()
+        prev = None
+        for p in PROMPTS:
+            kw = p.absolute(*image.shape[:2])
+            pts, labels = [], []
+            if "point_coords" in kw:
+                pts.append(transforms.transform_coords(kw["point_coords"], image.shape[:2]))
+                labels.append(kw["point_labels"].astype(np.float32))
+                if "box" not in kw:
+                    pts.append(np.zeros((1, 2), np.float32))
+                    labels.append(np.array([-1], np.float32))
+            if "box" in kw:
+                pts.append(transforms.transform_coords(kw["box"].reshape(2, 2), image.shape[:2]))
+                labels.append(np.array([2, 3], np.float32))
+            has = prev is not None and p.refine_from is not None
+            mask = prev if has else np.zeros((1, 1, 256, 256), np.float32)
+            dec.append({"image_embeddings": emb, "point_coords": np.concatenate(pts)[None],
+                        "point_labels": np.concatenate(labels)[None], "mask_input": mask,
+                        "has_mask_input": np.array([1.0 if has else 0.0], np.float32)})
+            _, scores, low = ref.predict(**kw)
+            prev = low[int(np.argmax(scores))][None, None].astype(np.float32)
+    return enc, dec
+
+
+def to_int8_static(src: Path, dst: Path, feeds: list[dict], exclude_op_types=()) -> None:
+    """QDQ int8 (per-channel weights, calibrated activations) keeping given op types float."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    pre = dst.with_suffix(".pre.onnx")
+    quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+    model = onnx.load(str(pre))
+    exclude = [n.name for n in model.graph.node if n.op_type in exclude_op_types]
+    quantize_static(str(pre), str(dst), _Reader(feeds), quant_format=QuantFormat.QDQ,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                    per_channel=True, nodes_to_exclude=exclude,
+                    calibrate_method=CalibrationMethod.MinMax,
+                    extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
+    pre.unlink(missing_ok=True)
+
+
+def export(loaded: LoadedModel, out: Path, quant: str, options: ExportOptions) -> dict:
+    """Write the bundle's graphs for `quant` into `out`."""
+    graphs = export_fp32(loaded, out, options.official_decoder)
+    notes: dict = {"opset": OPSET, "simplified_with": "onnxsim"}
+    if quant != "fp32":
+        feeds = calibration_feeds(loaded, options.calibration_dir) if quant == "int8-static" else None
+        for i, role in enumerate(tqdm(list(graphs), desc=f"quantize {quant}", unit="graph")):
+            src = out / graphs[role]
+            dst = src.with_name(src.stem + ".q.onnx")
+            if quant == "fp16":
+                to_fp16(src, dst)
+            elif quant == "int8":
+                to_int8_dynamic(src, dst)
+            else:
+                role_feeds = feeds[0] if role == "encoder" else feeds[1]
+                if role == "decoder_official":
+                    role_feeds = [dict(f, orig_im_size=np.array([1200.0, 1800.0], np.float32))
+                                  for f in feeds[1]]
+                to_int8_static(src, dst, role_feeds, STATIC_EXCLUDE_OP_TYPES)
+            dst.replace(src)
+        notes["quantization"] = {
+            "fp16": "onnxconverter-common float16, fp32 I/O kept",
+            "int8": "onnxruntime quantize_dynamic: int8 MatMul/Gemm weights, dynamic activations; "
+                    "convolutions stay fp32",
+            "int8-static": "onnxruntime quantize_static QDQ, per-channel int8 weights, uint8 "
+                           "activations calibrated (MinMax) on real photos; kept float: "
+                           + ", ".join(STATIC_EXCLUDE_OP_TYPES),
+        }[quant]
+    for role, name in graphs.items():
+        set_metadata(out / name, model_metadata(loaded, FORMAT, quant, role))
+    return {"graphs": graphs, "notes": notes}

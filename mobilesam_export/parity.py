@@ -1,0 +1,147 @@
+"""Parity of an exported bundle against the PyTorch reference, in numbers and in mask IoU."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+import runtimes
+from runtimes.manifest import MANIFEST
+
+from .calibration import PROMPTS, load_images
+from .reference import TorchPredictor
+
+# Gates per precision family. Change a gate only with a written reason next to it.
+GATES = {
+    "fp32": {"mask_iou_min": 0.999, "logits_max_abs": 1e-3},
+    "fp16": {"mask_iou_min": 0.99},
+    "int8": {"mask_iou_min": 0.95},
+}
+
+
+def gate_for(precision: str) -> dict:
+    """The gate of a precision name (int8*, palettize* -> int8)."""
+    if precision.startswith(("int8", "palettize", "int4")):
+        return GATES["int8"]
+    return GATES.get(precision, GATES["fp32"])
+
+
+class ParityError(RuntimeError):
+    """The bundle failed its precision's parity gate."""
+
+
+def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """IoU of two boolean masks (1.0 when both are empty)."""
+    union = np.logical_or(a, b).sum()
+    return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
+
+
+def _compare(ref: tuple, got: tuple) -> dict:
+    (rm, rs, rl), (gm, gs, gl) = ref, got
+    return {
+        "logits_max_abs": float(np.abs(rl - gl).max()),
+        "iou_pred_max_abs": float(np.abs(rs - gs).max()),
+        "mask_iou_min": min(mask_iou(rm[i] > 0, gm[i] > 0) for i in range(rm.shape[0])),
+    }
+
+
+def run_parity(bundle_dir: str | Path, model, images: str | Path | None = None,
+               limit: int | None = None, **backend_options) -> dict:
+    """Run reference and bundle on real photos x prompt types; return the report dict."""
+    bundle = runtimes.load(bundle_dir, **backend_options)
+    ref = TorchPredictor(model)
+    photos = load_images(images, limit)
+    rows, encoder = [], []
+    steps = tqdm(total=len(photos) * (1 + len(PROMPTS)), desc="parity", unit="step", leave=False)
+    for name, image in photos:
+        ref.set_image(image)
+        bundle.set_image(image)
+        steps.update()
+        re, ge = ref.get_image_embedding(), bundle.get_image_embedding()
+        cos = float((re * ge).sum() / (np.linalg.norm(re) * np.linalg.norm(ge) + 1e-12))
+        encoder.append({"image": name, "max_abs": float(np.abs(re - ge).max()),
+                        "mean_abs": float(np.abs(re - ge).mean()), "cosine": cos})
+        ref_low: dict[str, np.ndarray] = {}
+        own_features = bundle.features
+        for p in PROMPTS:
+            kw = p.absolute(*image.shape[:2])
+            if p.refine_from:
+                prev_low, prev_scores = ref_low[p.refine_from]
+                kw["mask_input"] = prev_low[int(np.argmax(prev_scores))][None]
+            r = ref.predict(**kw, return_logits=True)
+            ref_low[p.name] = (r[2], r[1])
+            end_to_end = _compare(r, bundle.predict(**kw, return_logits=True))
+            bundle.features = re  # the bundle's decoder alone, on the reference embedding
+            decoder_only = _compare(r, bundle.predict(**kw, return_logits=True))
+            bundle.features = own_features
+            rows.append({"image": name, "prompt": p.name, **end_to_end,
+                         "decoder_only_mask_iou_min": decoder_only["mask_iou_min"],
+                         "decoder_only_logits_max_abs": decoder_only["logits_max_abs"]})
+            steps.update()
+    steps.close()
+    precision = bundle.manifest.get("precision", "fp32")
+    gate = gate_for(precision)
+    summary = {
+        "encoder_max_abs": max(e["max_abs"] for e in encoder),
+        "encoder_mean_abs": float(np.mean([e["mean_abs"] for e in encoder])),
+        "encoder_cosine_min": min(e["cosine"] for e in encoder),
+        "mask_iou_min": min(r["mask_iou_min"] for r in rows),
+        "mask_iou_mean": float(np.mean([r["mask_iou_min"] for r in rows])),
+        "logits_max_abs": max(r["logits_max_abs"] for r in rows),
+        "iou_pred_max_abs": max(r["iou_pred_max_abs"] for r in rows),
+        "decoder_only_mask_iou_min": min(r["decoder_only_mask_iou_min"] for r in rows),
+    }
+    failures = [f"{k} {summary[k]:.6g} {'<' if k == 'mask_iou_min' else '>'} gate {v:g}"
+                for k, v in gate.items()
+                if (summary[k] < v if k == "mask_iou_min" else summary[k] > v)]
+    return {"precision": precision, "gate": gate, "passed": not failures, "failures": failures,
+            "images": [n for n, _ in photos], "summary": summary, "encoder": encoder,
+            "prompts": rows, "random_weights": bundle.manifest.get("weights", {}).get("random_weights")}
+
+
+def to_markdown(report: dict, title: str = "") -> str:
+    """The report as a table a person can read."""
+    s = report["summary"]
+    lines = [f"### Parity {title} ({report['precision']}) — "
+             f"{'PASS' if report['passed'] else 'FAIL: ' + '; '.join(report['failures'])}", "",
+             f"Encoder: max abs {s['encoder_max_abs']:.3g}, mean abs {s['encoder_mean_abs']:.3g}, "
+             f"cosine min {s['encoder_cosine_min']:.6f}. Gate: {report['gate']}.", "",
+             "| image | prompt | mask IoU | logits max abs | IoU-pred max abs | decoder-only IoU |",
+             "|---|---|---:|---:|---:|---:|"]
+    for r in report["prompts"]:
+        lines.append(f"| {r['image']} | {r['prompt']} | {r['mask_iou_min']:.5f} | "
+                     f"{r['logits_max_abs']:.3g} | {r['iou_pred_max_abs']:.3g} | "
+                     f"{r['decoder_only_mask_iou_min']:.5f} |")
+    if report.get("random_weights"):
+        lines += ["", "_Random weights: numbers test the export pipeline, not a trained model._"]
+    return "\n".join(lines)
+
+
+def record(bundle_dir: str | Path, report: dict) -> None:
+    """Write the report into the bundle's manifest (files' hashes are unaffected)."""
+    path = Path(bundle_dir) / MANIFEST
+    manifest = json.loads(path.read_text())
+    manifest["parity"] = report
+    path.write_text(json.dumps(manifest, indent=2))
+
+
+def report_name(bundle_dir: str | Path) -> str:
+    """<format>-<precision> of a bundle (its folder may still be a temp dir)."""
+    m = json.loads((Path(bundle_dir) / MANIFEST).read_text())
+    return f"{m['format']}-{m['precision']}"
+
+
+def check(bundle_dir: str | Path, model, images=None, gate: bool = True, out=sys.stdout,
+          **backend_options) -> dict:
+    """Run, print, record; raise ParityError when the gate fails and `gate` is set."""
+    report = run_parity(bundle_dir, model, images, **backend_options)
+    print(to_markdown(report, f"{report_name(bundle_dir)}"), file=out)
+    record(bundle_dir, report)
+    if gate and not report["passed"]:
+        raise ParityError(f"{report_name(bundle_dir)} failed its parity gate: "
+                          + "; ".join(report["failures"]))
+    return report

@@ -1,0 +1,38 @@
+"""Lightweight MobileSAM runtimes: numpy + Pillow + one runtime library per format.
+
+    import runtimes
+    predictor = runtimes.load("exports/onnx-fp32")
+    predictor.set_image(rgb_uint8)
+    masks, scores, low_res = predictor.predict(point_coords=[[500, 375]], point_labels=[1])
+
+Never imports torch or the exporter, so it embeds in edge applications.
+"""
+
+from __future__ import annotations
+
+import importlib
+import warnings
+from pathlib import Path
+
+from .backends import BACKENDS
+from .manifest import BundleError, read_manifest
+from .predictor import NoImageError, SamPredictor
+
+__all__ = ["load", "SamPredictor", "BundleError", "NoImageError", "BACKENDS"]
+
+
+def load(bundle_dir: str | Path, verify: bool = True, **backend_options) -> SamPredictor:
+    """A predictor for the bundle at `bundle_dir`; its format picks the backend.
+
+    `verify` checks every file's sha256 against the manifest. Backend options are format-specific
+    (e.g. threads=2 for ONNX/TFLite, device="CPU" for OpenVINO)."""
+    bundle = Path(bundle_dir)
+    manifest = read_manifest(bundle, verify=verify)
+    fmt = manifest.get("format")
+    if fmt not in BACKENDS:
+        raise BundleError(f"{bundle}: unknown format {fmt!r}; known: {', '.join(BACKENDS)}")
+    if manifest.get("weights", {}).get("random_weights"):
+        warnings.warn(f"{bundle} was exported from RANDOM weights: its masks are meaningless.",
+                      stacklevel=2)
+    module = importlib.import_module(BACKENDS[fmt])
+    return SamPredictor(module.Backend(bundle, manifest, **backend_options), manifest)

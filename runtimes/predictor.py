@@ -1,0 +1,180 @@
+"""A drop-in for segment-anything's `SamPredictor` over any exported bundle (no torch)."""
+
+from __future__ import annotations
+
+import time
+from typing import Protocol
+
+import numpy as np
+
+from . import contract, transforms
+
+
+class NoImageError(RuntimeError, ValueError):
+    """predict()/get_image_embedding() called before set_image()."""
+
+
+class Backend(Protocol):
+    """What a format's runtime provides: the two graphs of the contract."""
+
+    max_points: int | None  # fixed prompt slots (static-shape formats) or None for dynamic
+
+    def encode(self, image: np.ndarray) -> np.ndarray:
+        """[1,3,1024,1024] float32 -> image_embeddings [1,256,64,64] float32."""
+
+    def decode(self, image_embeddings: np.ndarray, point_coords: np.ndarray,
+               point_labels: np.ndarray, mask_input: np.ndarray,
+               has_mask_input: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Contract decoder inputs -> (iou_predictions [1,4], low_res_masks [1,4,256,256])."""
+
+
+def _float_array(value, name: str, shape_desc: str) -> np.ndarray:
+    try:
+        arr = np.asarray(value)
+    except Exception as e:  # ragged lists etc.
+        raise ValueError(f"{name} must be {shape_desc}: {e}") from e
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number)
+                                   or arr.dtype == np.bool_):
+        raise TypeError(f"{name} must be numeric ({shape_desc}), got dtype {arr.dtype}")
+    arr = arr.astype(np.float64)
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} contains NaN or infinity")
+    return arr
+
+
+class SamPredictor:
+    """set_image() once, predict() per prompt, with segment-anything's semantics."""
+
+    def __init__(self, backend: Backend, manifest: dict | None = None) -> None:
+        self.backend = backend
+        self.manifest = manifest or {}
+        self.timings: dict[str, float] = {}
+        self.reset_image()
+
+    # -- image --------------------------------------------------------------------------------
+    def set_image(self, image: np.ndarray, image_format: str = "RGB") -> None:
+        """Compute the embedding of an HxWx3 uint8 image (RGB, or BGR with image_format)."""
+        if image_format not in ("RGB", "BGR"):
+            raise ValueError(f"image_format must be 'RGB' or 'BGR', got {image_format!r}")
+        if not isinstance(image, np.ndarray):
+            raise TypeError(f"image must be a numpy array (HxWx3 uint8), got {type(image).__name__}")
+        if image.dtype != np.uint8:
+            raise TypeError(f"image must be uint8 with values 0..255, got dtype {image.dtype}")
+        if image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"image must be HxWx3 (3 colour channels), got shape {image.shape}")
+        if image.shape[0] == 0 or image.shape[1] == 0:
+            raise ValueError(f"image is empty: shape {image.shape}")
+        if image_format == "BGR":
+            image = image[..., ::-1]
+        self.reset_image()
+        t0 = time.perf_counter()
+        resized = transforms.resize_image(np.ascontiguousarray(image))
+        x = transforms.normalize_and_pad(resized)
+        t1 = time.perf_counter()
+        self.features = self.backend.encode(x)
+        t2 = time.perf_counter()
+        self.original_size = (int(image.shape[0]), int(image.shape[1]))
+        self.input_size = (int(resized.shape[0]), int(resized.shape[1]))
+        self._rows, self._cols = transforms.upscale_matrices(self.input_size, self.original_size)
+        self.is_image_set = True
+        self.timings.update(preprocess=t1 - t0, encoder=t2 - t1,
+                            upscale_setup=time.perf_counter() - t2)
+
+    def get_image_embedding(self) -> np.ndarray:
+        """The current image's embedding, 1x256x64x64."""
+        if not self.is_image_set:
+            raise NoImageError("An image must be set with .set_image(...) to get an embedding.")
+        return self.features
+
+    def reset_image(self) -> None:
+        """Forget the current image."""
+        self.is_image_set = False
+        self.features = None
+        self.original_size = None
+        self.input_size = None
+
+    # -- prompts ------------------------------------------------------------------------------
+    def _prompt_tokens(self, point_coords, point_labels, box) -> tuple[np.ndarray, np.ndarray]:
+        """Coordinates (1024 frame) and labels as SAM orders them: points, a padding point when
+        there is no box, then the box's two corners."""
+        coords, labels = [], []
+        if point_coords is not None:
+            pts = _float_array(point_coords, "point_coords", "an Nx2 array of (x, y)")
+            if pts.ndim != 2 or pts.shape[1] != 2 or pts.shape[0] == 0:
+                raise ValueError(f"point_coords must be an Nx2 array with N >= 1, got shape {pts.shape}")
+            lab = _float_array(point_labels, "point_labels", "a length-N array")
+            if lab.shape != (pts.shape[0],):
+                raise ValueError(f"point_labels must have shape ({pts.shape[0]},) to match "
+                                 f"point_coords, got {lab.shape}")
+            bad = sorted(set(lab.tolist()) - set(contract.Label.ALL))
+            if bad:
+                raise ValueError(f"point_labels must be 1 (foreground) or 0 (background) "
+                                 f"(SAM also knows -1, 2, 3); got {bad}")
+            coords.append(transforms.transform_coords(pts, self.original_size))
+            labels.append(lab)
+            if box is None:
+                coords.append(np.zeros((1, 2), np.float32))
+                labels.append(np.array([contract.Label.PADDING]))
+        if box is not None:
+            b = _float_array(box, "box", "a length-4 array (x1, y1, x2, y2)")
+            if b.size != 4 or b.ndim > 2 or (b.ndim == 2 and b.shape[0] != 1):
+                raise ValueError(f"box must be a length-4 array (x1, y1, x2, y2), got shape {b.shape}")
+            coords.append(transforms.transform_coords(b.reshape(2, 2), self.original_size))
+            labels.append(np.array([contract.Label.BOX_TOP_LEFT, contract.Label.BOX_BOTTOM_RIGHT]))
+        if not coords:
+            return np.zeros((0, 2), np.float32), np.zeros((0,), np.float32)
+        return (np.concatenate(coords).astype(np.float32),
+                np.concatenate(labels).astype(np.float32))
+
+    def predict(self, point_coords: np.ndarray | None = None, point_labels: np.ndarray | None = None,
+                box: np.ndarray | None = None, mask_input: np.ndarray | None = None,
+                multimask_output: bool = True, return_logits: bool = False,
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Masks for the prompts on the current image (coordinates in original-image pixels).
+
+        Returns (masks CxHxW bool — or float logits with return_logits —, scores C,
+        low_res_logits Cx256x256); C is 3 with multimask_output, else 1."""
+        if not self.is_image_set:
+            raise NoImageError("An image must be set with .set_image(...) before mask prediction.")
+        if point_coords is None and point_labels is not None:
+            raise ValueError("point_labels given without point_coords")
+        if point_coords is not None and point_labels is None:
+            raise ValueError("point_labels must be supplied if point_coords is supplied")
+        if not isinstance(multimask_output, (bool, np.bool_)):
+            raise TypeError(f"multimask_output must be a bool, got {type(multimask_output).__name__}")
+        if not isinstance(return_logits, (bool, np.bool_)):
+            raise TypeError(f"return_logits must be a bool, got {type(return_logits).__name__}")
+        low = contract.LOW_RES_SIZE
+        if mask_input is not None:
+            m = _float_array(mask_input, "mask_input", f"a 1x{low}x{low} low-res logit map")
+            if m.shape not in ((1, low, low), (low, low), (1, 1, low, low)):
+                raise ValueError(f"mask_input must be 1x{low}x{low} (a previous low_res_logits "
+                                 f"entry), got shape {m.shape}")
+            mask = m.reshape(1, 1, low, low).astype(np.float32)
+            has_mask = np.ones((1,), np.float32)
+        else:
+            mask = np.zeros((1, 1, low, low), np.float32)
+            has_mask = np.zeros((1,), np.float32)
+        coords, labels = self._prompt_tokens(point_coords, point_labels, box)
+        if coords.shape[0] == 0:
+            raise ValueError("predict needs at least one point or a box (a mask_input alone is "
+                             "not supported by the exported decoder)")
+        max_points = getattr(self.backend, "max_points", None)
+        if max_points is not None:
+            if coords.shape[0] > max_points:
+                raise ValueError(f"{coords.shape[0]} prompt tokens (points + padding/box corners) "
+                                 f"exceed this bundle's {max_points} fixed slots")
+            extra = max_points - coords.shape[0]
+            coords = np.concatenate([coords, np.zeros((extra, 2), np.float32)])
+            labels = np.concatenate([labels, np.full((extra,), contract.Label.UNUSED, np.float32)])
+        t0 = time.perf_counter()
+        iou, low_res = self.backend.decode(self.features, coords[None], labels[None], mask, has_mask)
+        t1 = time.perf_counter()
+        sl = slice(1, None) if multimask_output else slice(0, 1)
+        low_res = np.asarray(low_res, np.float32)[0, sl]
+        scores = np.asarray(iou, np.float32)[0, sl]
+        masks = transforms.upscale_masks(low_res, self._rows, self._cols)
+        if not return_logits:
+            masks = masks > contract.MASK_THRESHOLD
+        self.timings.update(decoder=t1 - t0, postprocess=time.perf_counter() - t1)
+        return masks, scores, low_res
