@@ -24,7 +24,7 @@ class TorchPredictor:
     def set_image(self, image: np.ndarray) -> None:
         """HxWx3 uint8 RGB."""
         resized = transforms.resize_image(image)
-        x = torch.from_numpy(np.ascontiguousarray(resized)).permute(2, 0, 1)[None].float()
+        x = torch.from_numpy(np.array(resized)).permute(2, 0, 1)[None].float()
         self.features = self.model.image_encoder(self.model.preprocess(x))
         self.original_size = image.shape[:2]
         self.input_size = resized.shape[:2]

@@ -1,0 +1,187 @@
+"""`mobilesam-export` command line: export, parity, bench, inspect."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from pathlib import Path
+
+from runtimes.manifest import BundleError, read_manifest
+
+from . import exporters
+
+EPILOG = """examples:
+  mobilesam-export export --format onnx                     # weights/mobile_sam.pt (downloaded if absent)
+  mobilesam-export export --format coreml --quant fp16 --weights ~/mobile_sam.pt
+  mobilesam-export export --format all --weights random     # offline pipeline check, random weights
+  mobilesam-export parity exports/onnx-fp32
+  mobilesam-export bench exports/onnx-fp32 exports/openvino-int8
+  mobilesam-export inspect exports/onnx-fp32
+"""
+
+
+def _reference_for(bundle: Path, weights: str | None):
+    """The eager model a bundle was exported from: random weights are rebuilt from their seed;
+    a checkpoint must be given and must match the manifest's sha256."""
+    from .checkpoint import CheckpointError, load_model
+
+    w = read_manifest(bundle, verify=False)["weights"]
+    if w.get("random_weights"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return load_model("random")
+    loaded = load_model(weights)
+    if loaded.sha256 != w.get("sha256"):
+        raise CheckpointError(f"{bundle} was exported from checkpoint sha256 {w.get('sha256')}, "
+                              f"but {loaded.source} has {loaded.sha256}: pass --weights with the "
+                              f"same checkpoint.")
+    return loaded
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .bundle import ExportOptions, export_bundle
+    from .checkpoint import load_model
+
+    formats = exporters.FORMATS if args.format == "all" else (args.format,)
+    loaded = load_model(args.weights)
+    options = ExportOptions(calibration_dir=args.images, official_decoder=args.official_decoder,
+                            image_input=args.image_input, num_slots=args.slots)
+    failed = []
+    for fmt in formats:
+        quant = args.quant if args.quant else None
+        if quant and quant not in exporters.get(fmt).QUANTS:
+            if args.format == "all":
+                print(f"skip {fmt}: no {quant} (has {', '.join(exporters.get(fmt).QUANTS)})")
+                continue
+        try:
+            path = export_bundle(loaded, fmt, quant, args.out, options,
+                                 run_parity=not args.no_parity, parity_gate=not args.no_parity_gate,
+                                 parity_images=args.parity_images)
+        except Exception as e:  # report every format, fail at the end
+            if len(formats) == 1:
+                raise
+            print(f"FAILED {fmt}: {type(e).__name__}: {e}", file=sys.stderr)
+            failed.append(fmt)
+            continue
+        print(f"wrote {path}")
+    return 1 if failed else 0
+
+
+def cmd_parity(args: argparse.Namespace) -> int:
+    from . import parity
+
+    status = 0
+    for b in args.bundles:
+        bundle = Path(b)
+        loaded = _reference_for(bundle, args.weights)
+        try:
+            parity.check(bundle, loaded.model, args.images, gate=not args.no_gate)
+        except parity.ParityError as e:
+            print(f"FAIL: {e}", file=sys.stderr)
+            status = 1
+    return status
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from benchmarks.__main__ import main as bench_main
+
+    argv = list(args.bundles) + ["--out", args.out] + (["--no-torch"] if args.no_torch else [])
+    return bench_main(argv)
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    m = read_manifest(args.bundle, verify=True)
+    if args.json:
+        print(json.dumps(m, indent=2))
+        return 0
+    w = m["weights"]
+    print(f"{args.bundle}: {m['format']} {m['precision']}, exported {m['created']}")
+    print(f"weights: {'RANDOM (pipeline test only)' if w['random_weights'] else w['source']}"
+          f"  sha256 {w['sha256']}")
+    for name, f in m["files"].items():
+        print(f"  {name:32s} {f['bytes'] / 1e6:8.2f} MB  sha256 {f['sha256'][:16]}… (verified)")
+    for graph in ("encoder", "decoder"):
+        for io in ("inputs", "outputs"):
+            for s in m["contract"][graph][io]:
+                print(f"  {graph:8s} {io[:-1]:6s} {s['name']:18s} {str(s['shape']):24s} {s['dtype']}")
+    p = m.get("parity")
+    if p and "summary" in p:
+        s = p["summary"]
+        print(f"parity: {'PASS' if p['passed'] else 'FAIL'}  mask IoU min {s['mask_iou_min']:.5f}, "
+              f"logits max abs {s['logits_max_abs']:.3g}, encoder cosine {s['encoder_cosine_min']:.6f}")
+    elif p:
+        print(f"parity: {p}")
+    else:
+        print("parity: not run")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mobilesam-export", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Export MobileSAM's image encoder and prompt decoder as two graphs to ONNX, "
+                    "CoreML, TFLite (LiteRT) and OpenVINO; check parity against PyTorch; benchmark.",
+        epilog=EPILOG)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    e = sub.add_parser("export", help="export a bundle (graphs + manifest), then run its parity gate")
+    e.add_argument("--format", "-f", default="onnx", choices=(*exporters.FORMATS, "all"))
+    e.add_argument("--quant", "-q", default=None,
+                   help="precision: onnx fp32|fp16|int8|int8-static; openvino fp32|fp16|int8|"
+                        "int8-weights; coreml fp32|fp16|int8|palettize6|palettize4; tflite "
+                        "fp32|fp16|int8|int8-static (default: the format's default)")
+    e.add_argument("--weights", "-w", default=None,
+                   help="checkpoint path, or 'random' for seeded random weights (default: "
+                        "weights/mobile_sam.pt, downloaded when absent)")
+    e.add_argument("--out", "-o", default="exports", help="output folder (bundle = OUT/FORMAT-QUANT)")
+    e.add_argument("--images", default=None, help="calibration images (default ../shared/images)")
+    e.add_argument("--parity-images", default=None, help="parity images (default ../shared/images)")
+    e.add_argument("--no-parity", action="store_true", help="skip the parity check")
+    e.add_argument("--no-parity-gate", action="store_true",
+                   help="publish the bundle even if it fails its parity gate")
+    e.add_argument("--official-decoder", action="store_true",
+                   help="onnx: also write decoder_sam_official.onnx with SAM's ONNX interface")
+    e.add_argument("--image-input", action="store_true",
+                   help="coreml: encoder takes an ImageType (0..255 RGB), normalisation baked in")
+    e.add_argument("--slots", type=int, default=16, help="tflite: fixed prompt slots (default 16)")
+    e.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("parity", help="compare bundles with the PyTorch reference")
+    p.add_argument("bundles", nargs="+")
+    p.add_argument("--weights", "-w", default=None, help="the checkpoint the bundle came from")
+    p.add_argument("--images", default=None, help="image folder (default ../shared/images)")
+    p.add_argument("--no-gate", action="store_true", help="report only, exit 0 on a failed gate")
+    p.set_defaults(func=cmd_parity)
+
+    b = sub.add_parser("bench", help="latency, memory and size of bundles (see benchmarks/)")
+    b.add_argument("bundles", nargs="+")
+    b.add_argument("--out", default="benchmarks/results/latest", help="report folder")
+    b.add_argument("--no-torch", action="store_true", help="skip the eager PyTorch baseline")
+    b.set_defaults(func=cmd_bench)
+
+    i = sub.add_parser("inspect", help="show a bundle's manifest, files (verified) and parity")
+    i.add_argument("bundle")
+    i.add_argument("--json", action="store_true", help="print the whole manifest")
+    i.set_defaults(func=cmd_inspect)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from .checkpoint import CheckpointError
+    from .parity import ParityError
+
+    try:
+        return args.func(args)
+    except (CheckpointError, BundleError, ParityError, ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: no bundle was changed", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
