@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,3 +67,43 @@ PROMPTS = (
     Prompt("5 points, multimask", ((0.2, 0.3), (0.4, 0.35), (0.5, 0.6), (0.7, 0.2), (0.3, 0.7)),
            (1, 1, 0, 1, 0)),
 )
+
+
+def calibration_feeds(loaded, images_dir: str | Path | None) -> tuple[list[dict], list[dict]]:
+    """Encoder feeds from real photos; decoder feeds from their real embeddings x the parity
+    prompt types (points, boxes, refinement with the reference's previous low-res mask)."""
+    from tqdm import tqdm
+
+    from runtimes import transforms
+    from runtimes.predictor import decoder_prompts
+
+    from .reference import TorchPredictor
+
+    ref = TorchPredictor(loaded.model)
+    enc, dec = [], []
+    for _, image in tqdm(load_images(images_dir), desc="calibration", unit="image"):
+        enc.append({"image": transforms.normalize_and_pad(transforms.resize_image(image))})
+        ref.set_image(image)
+        emb = ref.get_image_embedding()
+        for _, kw, _ in prompt_cases(image, ref):
+            coords, labels, mask, has = decoder_prompts(
+                kw.get("point_coords"), kw.get("point_labels"), kw.get("box"),
+                kw.get("mask_input"), image.shape[:2])
+            dec.append({"image_embeddings": emb, "point_coords": coords, "point_labels": labels,
+                        "mask_input": mask, "has_mask_input": has})
+    return enc, dec
+
+
+def prompt_cases(image: np.ndarray, ref) -> Iterator[tuple[Prompt, dict, tuple]]:
+    """(prompt, predict() kwargs, reference output with logits) for every prompt type on an image
+    already set in the reference `ref`; refinement prompts get the reference's best low-res mask
+    of the prompt they refine."""
+    previous: dict[str, tuple] = {}
+    for p in PROMPTS:
+        kw = p.absolute(*image.shape[:2])
+        if p.refine_from:
+            _, scores, low = previous[p.refine_from]
+            kw["mask_input"] = low[int(np.argmax(scores))][None]
+        out = ref.predict(**kw, return_logits=True)
+        previous[p.name] = out
+        yield p, kw, out

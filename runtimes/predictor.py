@@ -42,6 +42,74 @@ def _float_array(value, name: str, shape_desc: str) -> np.ndarray:
     return arr
 
 
+def prompt_tokens(point_coords, point_labels, box,
+                  original_size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Coordinates (1024 frame) and labels as SAM orders them: points, a padding point when
+    there is no box, then the box's two corners."""
+    coords, labels = [], []
+    if point_coords is not None:
+        pts = _float_array(point_coords, "point_coords", "an Nx2 array of (x, y)")
+        if pts.ndim != 2 or pts.shape[1] != 2 or pts.shape[0] == 0:
+            raise ValueError(f"point_coords must be an Nx2 array with N >= 1, got shape {pts.shape}")
+        lab = _float_array(point_labels, "point_labels", "a length-N array")
+        if lab.shape != (pts.shape[0],):
+            raise ValueError(f"point_labels must have shape ({pts.shape[0]},) to match "
+                             f"point_coords, got {lab.shape}")
+        bad = sorted(set(lab.tolist()) - set(contract.Label.ALL))
+        if bad:
+            raise ValueError(f"point_labels must be 1 (foreground) or 0 (background) "
+                             f"(SAM also knows -1, 2, 3); got {bad}")
+        coords.append(transforms.transform_coords(pts, original_size))
+        labels.append(lab)
+        if box is None:
+            coords.append(np.zeros((1, 2), np.float32))
+            labels.append(np.array([contract.Label.PADDING]))
+    if box is not None:
+        b = _float_array(box, "box", "a length-4 array (x1, y1, x2, y2)")
+        if b.size != 4 or b.ndim > 2 or (b.ndim == 2 and b.shape[0] != 1):
+            raise ValueError(f"box must be a length-4 array (x1, y1, x2, y2), got shape {b.shape}")
+        coords.append(transforms.transform_coords(b.reshape(2, 2), original_size))
+        labels.append(np.array([contract.Label.BOX_TOP_LEFT, contract.Label.BOX_BOTTOM_RIGHT]))
+    if not coords:
+        return np.zeros((0, 2), np.float32), np.zeros((0,), np.float32)
+    return (np.concatenate(coords).astype(np.float32),
+            np.concatenate(labels).astype(np.float32))
+
+
+def decoder_prompts(point_coords, point_labels, box, mask_input, original_size: tuple[int, int],
+                    max_points: int | None = None) -> tuple[np.ndarray, ...]:
+    """Validate SAM-style prompts (original-image pixels) and turn them into the decoder's
+    point_coords [1,N,2], point_labels [1,N], mask_input [1,1,256,256], has_mask_input [1].
+    With `max_points` (fixed-slot graphs) unused slots are filled with Label.UNUSED."""
+    if point_coords is None and point_labels is not None:
+        raise ValueError("point_labels given without point_coords")
+    if point_coords is not None and point_labels is None:
+        raise ValueError("point_labels must be supplied if point_coords is supplied")
+    low = contract.LOW_RES_SIZE
+    if mask_input is not None:
+        m = _float_array(mask_input, "mask_input", f"a 1x{low}x{low} low-res logit map")
+        if m.shape not in ((1, low, low), (low, low), (1, 1, low, low)):
+            raise ValueError(f"mask_input must be 1x{low}x{low} (a previous low_res_logits "
+                             f"entry), got shape {m.shape}")
+        mask = m.reshape(1, 1, low, low).astype(np.float32)
+        has_mask = np.ones((1,), np.float32)
+    else:
+        mask = np.zeros((1, 1, low, low), np.float32)
+        has_mask = np.zeros((1,), np.float32)
+    coords, labels = prompt_tokens(point_coords, point_labels, box, original_size)
+    if coords.shape[0] == 0:
+        raise ValueError("predict needs at least one point or a box (a mask_input alone is "
+                         "not supported by the exported decoder)")
+    if max_points is not None:
+        if coords.shape[0] > max_points:
+            raise ValueError(f"{coords.shape[0]} prompt tokens (points + padding/box corners) "
+                             f"exceed this bundle's {max_points} fixed slots")
+        extra = max_points - coords.shape[0]
+        coords = np.concatenate([coords, np.zeros((extra, 2), np.float32)])
+        labels = np.concatenate([labels, np.full((extra,), contract.Label.UNUSED, np.float32)])
+    return coords[None], labels[None], mask, has_mask
+
+
 class SamPredictor:
     """set_image() once, predict() per prompt, with segment-anything's semantics."""
 
@@ -94,38 +162,6 @@ class SamPredictor:
         self.input_size = None
 
     # -- prompts ------------------------------------------------------------------------------
-    def _prompt_tokens(self, point_coords, point_labels, box) -> tuple[np.ndarray, np.ndarray]:
-        """Coordinates (1024 frame) and labels as SAM orders them: points, a padding point when
-        there is no box, then the box's two corners."""
-        coords, labels = [], []
-        if point_coords is not None:
-            pts = _float_array(point_coords, "point_coords", "an Nx2 array of (x, y)")
-            if pts.ndim != 2 or pts.shape[1] != 2 or pts.shape[0] == 0:
-                raise ValueError(f"point_coords must be an Nx2 array with N >= 1, got shape {pts.shape}")
-            lab = _float_array(point_labels, "point_labels", "a length-N array")
-            if lab.shape != (pts.shape[0],):
-                raise ValueError(f"point_labels must have shape ({pts.shape[0]},) to match "
-                                 f"point_coords, got {lab.shape}")
-            bad = sorted(set(lab.tolist()) - set(contract.Label.ALL))
-            if bad:
-                raise ValueError(f"point_labels must be 1 (foreground) or 0 (background) "
-                                 f"(SAM also knows -1, 2, 3); got {bad}")
-            coords.append(transforms.transform_coords(pts, self.original_size))
-            labels.append(lab)
-            if box is None:
-                coords.append(np.zeros((1, 2), np.float32))
-                labels.append(np.array([contract.Label.PADDING]))
-        if box is not None:
-            b = _float_array(box, "box", "a length-4 array (x1, y1, x2, y2)")
-            if b.size != 4 or b.ndim > 2 or (b.ndim == 2 and b.shape[0] != 1):
-                raise ValueError(f"box must be a length-4 array (x1, y1, x2, y2), got shape {b.shape}")
-            coords.append(transforms.transform_coords(b.reshape(2, 2), self.original_size))
-            labels.append(np.array([contract.Label.BOX_TOP_LEFT, contract.Label.BOX_BOTTOM_RIGHT]))
-        if not coords:
-            return np.zeros((0, 2), np.float32), np.zeros((0,), np.float32)
-        return (np.concatenate(coords).astype(np.float32),
-                np.concatenate(labels).astype(np.float32))
-
     def predict(self, point_coords: np.ndarray | None = None, point_labels: np.ndarray | None = None,
                 box: np.ndarray | None = None, mask_input: np.ndarray | None = None,
                 multimask_output: bool = True, return_logits: bool = False,
@@ -136,39 +172,15 @@ class SamPredictor:
         low_res_logits Cx256x256); C is 3 with multimask_output, else 1."""
         if not self.is_image_set:
             raise NoImageError("An image must be set with .set_image(...) before mask prediction.")
-        if point_coords is None and point_labels is not None:
-            raise ValueError("point_labels given without point_coords")
-        if point_coords is not None and point_labels is None:
-            raise ValueError("point_labels must be supplied if point_coords is supplied")
         if not isinstance(multimask_output, (bool, np.bool_)):
             raise TypeError(f"multimask_output must be a bool, got {type(multimask_output).__name__}")
         if not isinstance(return_logits, (bool, np.bool_)):
             raise TypeError(f"return_logits must be a bool, got {type(return_logits).__name__}")
-        low = contract.LOW_RES_SIZE
-        if mask_input is not None:
-            m = _float_array(mask_input, "mask_input", f"a 1x{low}x{low} low-res logit map")
-            if m.shape not in ((1, low, low), (low, low), (1, 1, low, low)):
-                raise ValueError(f"mask_input must be 1x{low}x{low} (a previous low_res_logits "
-                                 f"entry), got shape {m.shape}")
-            mask = m.reshape(1, 1, low, low).astype(np.float32)
-            has_mask = np.ones((1,), np.float32)
-        else:
-            mask = np.zeros((1, 1, low, low), np.float32)
-            has_mask = np.zeros((1,), np.float32)
-        coords, labels = self._prompt_tokens(point_coords, point_labels, box)
-        if coords.shape[0] == 0:
-            raise ValueError("predict needs at least one point or a box (a mask_input alone is "
-                             "not supported by the exported decoder)")
-        max_points = getattr(self.backend, "max_points", None)
-        if max_points is not None:
-            if coords.shape[0] > max_points:
-                raise ValueError(f"{coords.shape[0]} prompt tokens (points + padding/box corners) "
-                                 f"exceed this bundle's {max_points} fixed slots")
-            extra = max_points - coords.shape[0]
-            coords = np.concatenate([coords, np.zeros((extra, 2), np.float32)])
-            labels = np.concatenate([labels, np.full((extra,), contract.Label.UNUSED, np.float32)])
+        coords, labels, mask, has_mask = decoder_prompts(
+            point_coords, point_labels, box, mask_input, self.original_size,
+            getattr(self.backend, "max_points", None))
         t0 = time.perf_counter()
-        iou, low_res = self.backend.decode(self.features, coords[None], labels[None], mask, has_mask)
+        iou, low_res = self.backend.decode(self.features, coords, labels, mask, has_mask)
         t1 = time.perf_counter()
         sl = slice(1, None) if multimask_output else slice(0, 1)
         low_res = np.asarray(low_res, np.float32)[0, sl]

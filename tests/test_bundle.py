@@ -58,7 +58,7 @@ def test_interrupted_export_keeps_previous_bundle(loaded, bundle_copy, monkeypat
 
 
 def test_failed_parity_gate_publishes_nothing(loaded, tmp_path, monkeypatch):
-    monkeypatch.setitem(parity.GATES, "fp32", {"mask_iou_min": 1.01})
+    monkeypatch.setitem(parity.GATES, "fp32", {"mask_iou_min": 1.01})  # unreachable
     with pytest.raises(parity.ParityError, match="onnx-fp32 failed its parity gate"):
         export_bundle(loaded, "onnx", "fp32", tmp_path, ExportOptions(), parity_images=None)
     assert list(tmp_path.iterdir()) == []

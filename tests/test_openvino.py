@@ -1,0 +1,62 @@
+"""OpenVINO bundles: IR files, rt_info metadata, parity per precision, device/precision options."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import openvino as ov
+import pytest
+
+import runtimes
+from mobilesam_export.reference import TorchPredictor
+
+
+@pytest.mark.parametrize("quant", ["fp32", "fp16", "int8", "int8-weights"])
+def test_openvino_bundle_passes_its_gate(export, quant):
+    bundle = export("openvino", quant)
+    m = json.loads((bundle / "manifest.json").read_text())
+    assert set(m["files"]) == {"encoder.xml", "encoder.bin", "decoder.xml", "decoder.bin"}
+    assert m["parity"]["passed"], m["parity"]["failures"]
+    if quant.startswith("int8"):
+        assert m["notes"]["decoder_precision"] == "fp32"
+    model = ov.Core().read_model(str(bundle / "encoder.xml"))
+    assert model.get_rt_info(["mobilesam_export", "precision"]).astype(str) == quant
+    assert model.get_rt_info(["mobilesam_export", "random_weights"]).astype(str) == "true"
+    dec = ov.Core().read_model(str(bundle / "decoder.xml"))
+    assert dec.input("point_coords").get_partial_shape()[1].is_dynamic
+
+
+def test_quantized_weights_are_smaller(export):
+    sizes = {q: json.loads((export("openvino", q) / "manifest.json").read_text())["files"]["encoder.bin"]["bytes"]
+             for q in ("fp32", "fp16", "int8", "int8-weights")}
+    assert sizes["fp16"] < 0.55 * sizes["fp32"]
+    assert sizes["int8"] < 0.4 * sizes["fp32"] and sizes["int8-weights"] < 0.4 * sizes["fp32"]
+
+
+def test_dynamic_points_and_bf16_option(export, loaded, photos):
+    bundle = export("openvino", "fp32")
+    ref = TorchPredictor(loaded.model)
+    image = photos["truck"]
+    ref.set_image(image)
+    f32 = runtimes.load(bundle, precision="f32")
+    bf16 = runtimes.load(bundle, precision="bf16")
+    assert f32.backend.precision == "f32"
+    for pred in (f32, bf16):
+        pred.set_image(image)
+    for n in (1, 2, 5, 16):
+        pts = np.stack([np.linspace(100, 1700, n), np.linspace(100, 1100, n)], 1)
+        labels = np.arange(n) % 2
+        _, rs, rl = ref.predict(pts, labels)
+        _, gs, gl = f32.predict(pts, labels)
+        np.testing.assert_allclose(gl, rl, atol=1e-3)
+        _, bs, bl = bf16.predict(pts, labels)
+        assert bl.shape == rl.shape and np.all(np.isfinite(bl))
+
+
+def test_bad_device_and_precision(export):
+    bundle = export("openvino", "fp32")
+    with pytest.raises(ValueError, match="device 'NPU' is not available here; available: CPU"):
+        runtimes.load(bundle, device="NPU")
+    with pytest.raises(ValueError, match="precision must be one of"):
+        runtimes.load(bundle, precision="int4")
