@@ -61,9 +61,13 @@ def test_quantized_bundles_pass_their_gates_and_shrink(export, quant):
     bundle = export("onnx", quant)
     m = json.loads((bundle / "manifest.json").read_text())
     assert m["precision"] == quant and m["parity"]["passed"], m["parity"]["failures"]
-    size = sum(f["bytes"] for f in m["files"].values())
-    ref_size = sum(f["bytes"] for f in json.loads((fp32 / "manifest.json").read_text())["files"].values())
-    assert size < 0.6 * ref_size, (quant, size, ref_size)
+    ref = json.loads((fp32 / "manifest.json").read_text())["files"]
+    enc, dec = m["files"]["encoder.onnx"]["bytes"], m["files"]["decoder.onnx"]["bytes"]
+    assert enc < 0.6 * ref["encoder.onnx"]["bytes"], (quant, enc)
+    if quant == "fp16":
+        assert dec < 0.6 * ref["decoder.onnx"]["bytes"] and m["notes"]["decoder_precision"] == "fp16"
+    else:  # int8 bundles keep the decoder float (exporters.INT8_DECODER)
+        assert m["notes"]["decoder_precision"] == "fp32"
     meta = {p.key: p.value for p in onnx.load(str(bundle / "encoder.onnx")).metadata_props}
     assert meta["mobilesam_export.precision"] == quant
 
