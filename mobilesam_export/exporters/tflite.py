@@ -1,0 +1,146 @@
+"""TFLite / LiteRT: both graphs converted with litert-torch (PyTorch -> TFLite directly, no
+TensorFlow and no onnx2tf hop: one fewer converter between the reference and the file, and only
+builtin ops, so the files run in a plain LiteRT interpreter on Android — checked at export).
+
+TFLite wants static shapes: the decoder has `num_slots` prompt slots (default 16). The runtime
+fills unused slots with label Label.UNUSED (-10); the graph masks those slots out of every
+attention, so they have no effect (SAM's own -1 padding token does change the masks).
+
+Quantization with ai-edge-quantizer: fp16 (weights cast to fp16), int8 (dynamic range: int8
+weights, activations quantised at run time) and int8-static (int8 weights and activations,
+calibrated on real photos), the encoder's neck kept float; the decoder stays fp32 in int8 modes
+(exporters.INT8_DECODER)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from runtimes import contract
+
+from ..bundle import ExportOptions
+from ..calibration import calibration_feeds
+from ..checkpoint import LoadedModel
+from ..graphs import DecoderGraph, EncoderGraph, example_inputs
+from . import INT8_DECODER
+
+FORMAT = "tflite"
+QUANTS = ("fp32", "fp16", "int8", "int8-static")
+DEFAULT_QUANT = "fp32"
+SIGNATURE = "serving_default"
+# int8-static: tensors whose name matches stay float (chosen by parity, as for ONNX/OpenVINO).
+STATIC_FLOAT_REGEX = ".*neck.*"
+
+
+class _NamedEncoder(EncoderGraph):
+    """Dict outputs, so the TFLite signature carries the contract's names."""
+
+    def forward(self, image):
+        return {"image_embeddings": super().forward(image)}
+
+
+class _NamedDecoder(DecoderGraph):
+    def forward(self, image_embeddings, point_coords, point_labels, mask_input, has_mask_input):
+        iou, masks = super().forward(image_embeddings, point_coords, point_labels, mask_input,
+                                     has_mask_input)
+        return {"iou_predictions": iou, "low_res_masks": masks}
+
+
+def _convert(module: torch.nn.Module, kwargs: dict, path: Path) -> None:
+    import litert_torch
+
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        litert_torch.convert(module.eval(), sample_kwargs=kwargs).export(str(path))
+
+
+def _fp16_recipe() -> list[dict]:
+    return [{"regex": ".*", "operation": "*", "algorithm_key": "float_casting",
+             "op_config": {"weight_tensor_config": {"num_bits": 16, "dtype": "FLOAT"},
+                           "compute_precision": "FLOAT", "explicit_dequantize": True}}]
+
+
+def _quantize(src: Path, dst: Path, quant: str, feeds: list[dict] | None) -> None:
+    from ai_edge_quantizer import quantizer, recipe
+
+    if quant == "fp16":
+        rcp = _fp16_recipe()
+    elif quant == "int8":
+        rcp = recipe.dynamic_wi8_afp32()
+    else:
+        # later entries override earlier ones for the tensors they match
+        rcp = list(recipe.static_wi8_ai8()) + [
+            {"regex": STATIC_FLOAT_REGEX, "operation": "*", "algorithm_key": "no_quantize",
+             "op_config": {"compute_precision": "FLOAT", "explicit_dequantize": False}}]
+    qt = quantizer.Quantizer(str(src), rcp)
+    calibration = qt.calibrate({SIGNATURE: feeds}) if qt.need_calibration else None
+    result = qt.quantize(calibration)
+    result.export_model(str(dst), overwrite=True)
+
+
+def check_runs_in_plain_interpreter(path: Path, num_slots: int | None) -> dict:
+    """Load with ai-edge-litert's builtin-op interpreter (fails on Flex/select-TF ops) and
+    return the signature's input/output names and shapes."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(str(path))
+    sig = interp.get_signature_runner(SIGNATURE)
+    ins = {k: [int(x) for x in v["shape"]] for k, v in sig.get_input_details().items()}
+    outs = {k: [int(x) for x in v["shape"]] for k, v in sig.get_output_details().items()}
+    ops = {d["op_name"] for d in interp._get_ops_details()}  # noqa: SLF001
+    flex = sorted(o for o in ops if o.startswith("Flex") or o == "CUSTOM")
+    if flex:
+        raise RuntimeError(f"{path.name} needs select-TF/custom ops {flex}: not portable")
+    return {"inputs": ins, "outputs": outs, "ops": sorted(ops)}
+
+
+def export(loaded: LoadedModel, out: Path, quant: str, options: ExportOptions) -> dict:
+    """Write encoder.tflite and decoder.tflite for `quant` into `out`."""
+    slots = options.num_slots
+    if not 1 <= slots <= 64:
+        raise ValueError(f"num_slots must be in 1..64, got {slots}")
+    model, ex = loaded.model, example_inputs(slots)
+    ex["point_labels"] = torch.full((1, slots), float(contract.Label.UNUSED))
+    ex["point_labels"][0, 0] = 1.0
+    graphs = {"encoder": "encoder.tflite", "decoder": "decoder.tflite"}
+    jobs = {
+        "encoder": (_NamedEncoder(model), {"image": ex["image"]}),
+        "decoder": (_NamedDecoder(model, masked_slots=True),
+                    {s.name: ex[s.name] for s in contract.DECODER_INPUTS}),
+    }
+    feeds = calibration_feeds(loaded, options.calibration_dir) if quant == "int8-static" else None
+    logging.getLogger("absl").setLevel(logging.ERROR)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    checked = {}
+    for role in tqdm(graphs, desc=f"tflite {quant}", unit="graph"):
+        module, kwargs = jobs[role]
+        path = out / graphs[role]
+        with torch.no_grad():
+            _convert(module, kwargs, path)
+        if quant != "fp32" and (role == "encoder" or quant == "fp16" or INT8_DECODER):
+            tmp = path.with_suffix(".q.tflite")
+            _quantize(path, tmp, quant, feeds[0] if feeds else None)
+            tmp.replace(path)
+        checked[role] = check_runs_in_plain_interpreter(path, slots if role == "decoder" else None)
+    return {"graphs": graphs, "notes": {
+        "converter": "litert-torch (no TensorFlow, builtin ops only)",
+        "num_slots": slots,
+        "unused_slot_label": contract.Label.UNUSED,
+        "decoder_precision": "fp16 weights" if quant == "fp16" else (
+            quant if quant == "fp32" or INT8_DECODER else "fp32"),
+        "quantization": {
+            "fp32": "none",
+            "fp16": "ai-edge-quantizer float_casting: fp16 weights, fp32 compute",
+            "int8": "ai-edge-quantizer dynamic_wi8_afp32: int8 weights, dynamic int8 activations",
+            "int8-static": "ai-edge-quantizer static_wi8_ai8 calibrated on real photos; float: "
+                           + STATIC_FLOAT_REGEX,
+        }[quant],
+        "signatures": checked,
+        "metadata": "the contract, weights and versions are in manifest.json (TFLite files carry "
+                    "no free-form metadata here)",
+    }}
