@@ -1,4 +1,4 @@
-"""`mobilesam-export` command line: export, parity, bench, inspect."""
+"""`mobilesam-export` command line: export, parity, bench, summary, inspect."""
 
 from __future__ import annotations
 
@@ -84,6 +84,13 @@ def cmd_parity(args: argparse.Namespace) -> int:
     return status
 
 
+def cmd_summary(args: argparse.Namespace) -> int:
+    from .parity import summary_table
+
+    print(summary_table(args.bundles))
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from benchmarks.__main__ import main as bench_main
 
@@ -160,6 +167,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--out", default="benchmarks/results/latest", help="report folder")
     b.add_argument("--no-torch", action="store_true", help="skip the eager PyTorch baseline")
     b.set_defaults(func=cmd_bench)
+
+    t = sub.add_parser("summary", help="markdown table of bundles' recorded sizes and parity")
+    t.add_argument("bundles", nargs="+")
+    t.set_defaults(func=cmd_summary)
 
     i = sub.add_parser("inspect", help="show a bundle's manifest, files (verified) and parity")
     i.add_argument("bundle")

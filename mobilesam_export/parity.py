@@ -150,3 +150,23 @@ def check(bundle_dir: str | Path, model, images=None, gate: bool = True, out=sys
         raise ParityError(f"{report_name(bundle_dir)} failed its parity gate: "
                           + "; ".join(report["failures"]))
     return report
+
+
+def summary_table(bundles: list[str | Path]) -> str:
+    """One markdown row per bundle from its manifest's recorded parity (nothing recomputed)."""
+    lines = ["| bundle | size MB | decoder | encoder cosine min | mask IoU min / mean | "
+             "logits max abs | gate |", "|---|---:|---|---:|---:|---:|---|"]
+    for b in bundles:
+        m = json.loads((Path(b) / MANIFEST).read_text())
+        size = sum(f["bytes"] for f in m["files"].values()) / 1e6
+        p = m.get("parity", {})
+        dec = m.get("notes", {}).get("decoder_precision", m["precision"])
+        name = f"{m['format']}-{m['precision']}"
+        if "summary" not in p:
+            lines.append(f"| {name} | {size:.1f} | {dec} | – | – | – | {p.get('skipped', 'not run')} |")
+            continue
+        s = p["summary"]
+        lines.append(f"| {name} | {size:.1f} | {dec} | {s['encoder_cosine_min']:.6f} | "
+                     f"{s['mask_iou_min']:.4f} / {s['mask_iou_mean']:.4f} | {s['logits_max_abs']:.2g} | "
+                     f"{'PASS' if p['passed'] else 'FAIL'} |")
+    return "\n".join(lines)
