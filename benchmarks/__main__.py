@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error("give at least one bundle (or --export-all)")
     facts = machine.cpu_facts()
     peaks = machine.matmul_peak()
-    results = []
+    results, failed = [], []
     if not args.no_torch and _torch_available():
         results.append(_child("torch", args))
     for b in bundles:
@@ -80,10 +80,16 @@ def main(argv: list[str] | None = None) -> int:
         variants = [["precision=f32"], ["precision=bf16"]] if fmt == "openvino" else [[]]
         for options in variants:
             print(f"benchmarking {b} {' '.join(options)}", file=sys.stderr)
-            results.append(_child(b, args, options))
+            try:
+                results.append(_child(b, args, options))
+            except RuntimeError as e:  # report the others; say which one failed
+                print(e, file=sys.stderr)
+                failed.append(b)
     print(report.write(Path(args.out), results, facts, peaks))
     print(f"\nwrote {args.out}/report.md, results.json, latency.png", file=sys.stderr)
-    return 0
+    if failed:
+        print(f"FAILED: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -62,9 +62,9 @@ def measure(predictor, image: np.ndarray, runs: int, warmup: int, load_s: float)
         emb = predictor.features
         decoder = {}
         for n in PROMPT_COUNTS:
-            feeds = decoder_prompts(*points(n, h, w), None, None, (h, w),
-                                    getattr(backend, "max_points", None))
             try:
+                feeds = decoder_prompts(*points(n, h, w), None, None, (h, w),
+                                        getattr(backend, "max_points", None))
                 decoder[str(n)] = stats(timed(lambda f=feeds: backend.decode(emb, *f), runs * 3, warmup))
             except ValueError as e:  # more prompts than a fixed-slot decoder holds
                 decoder[str(n)] = {"error": str(e)}

@@ -9,7 +9,6 @@ import io
 import warnings
 from pathlib import Path
 
-import numpy as np
 import onnx
 import torch
 from tqdm import tqdm
@@ -152,7 +151,9 @@ def export(loaded: LoadedModel, out: Path, quant: str, options: ExportOptions) -
     notes: dict = {"opset": OPSET, "simplified_with": "onnxsim"}
     if quant != "fp32":
         feeds = calibration_feeds(loaded, options.calibration_dir) if quant == "int8-static" else None
-        roles = [r for r in graphs if quant == "fp16" or r == "encoder" or INT8_DECODER]
+        # int8: the encoder only, unless INT8_DECODER (SAM's official decoder always stays float)
+        roles = [r for r in graphs if quant == "fp16" or r == "encoder"
+                 or (INT8_DECODER and r == "decoder")]
         for role in tqdm(roles, desc=f"quantize {quant}", unit="graph"):
             src = out / graphs[role]
             dst = src.with_name(src.stem + ".q.onnx")
@@ -161,11 +162,8 @@ def export(loaded: LoadedModel, out: Path, quant: str, options: ExportOptions) -
             elif quant == "int8":
                 to_int8_dynamic(src, dst)
             else:
-                role_feeds = feeds[0] if role == "encoder" else feeds[1]
-                if role == "decoder_official":
-                    role_feeds = [dict(f, orig_im_size=np.array([1200.0, 1800.0], np.float32))
-                                  for f in feeds[1]]
-                to_int8_static(src, dst, role_feeds, STATIC_EXCLUDE_OP_TYPES)
+                to_int8_static(src, dst, feeds[0] if role == "encoder" else feeds[1],
+                               STATIC_EXCLUDE_OP_TYPES)
             dst.replace(src)
         notes["quantization"] = {
             "fp16": "onnxruntime.transformers float16 conversion, fp32 I/O kept",

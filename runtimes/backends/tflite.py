@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ class LiteRtBackend:
     def __init__(self, bundle_dir: Path, manifest: dict, threads: int | None = None) -> None:
         if threads is not None and threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
+        threads = threads or os.cpu_count() or 1  # explicit: the interpreter default may be 1
         files = manifest["graphs"]
         self.threads = threads
         self.max_points = int(manifest["notes"]["num_slots"])
