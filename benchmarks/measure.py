@@ -128,6 +128,10 @@ def main(argv: list[str] | None = None) -> int:
             info["inference_precision"] = predictor.backend.precision
     load_s = time.perf_counter() - t
     info.update(measure(predictor, image, args.runs, args.warmup, load_s))
+    # this machine's speed drifts (shared host): the peak is measured beside every bundle
+    from .machine import matmul_peak
+
+    info["matmul_peak_gflops"] = matmul_peak()
     json.dump(info, sys.stdout)
     return 0
 

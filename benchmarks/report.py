@@ -36,7 +36,10 @@ def to_markdown(results: list[dict], machine: dict, peaks: dict) -> str:
         by = r.get("decoder_by_points", {})
         dec = "/".join(f"{v['p50_ms']:.1f}" if "p50_ms" in v else "n/a" for v in by.values()) or \
             _ms(r, "decoder")
-        mult = f"{enc['p50_ms'] / limit_fp32:.2f}" if limit_fp32 else "–"
+        own = r.get("matmul_peak_gflops", {})
+        own_fp32 = max((v for k, v in own.items() if k.endswith(("f32", "fp32"))), default=None)
+        row_limit = ENCODER_GFLOP / own_fp32 * 1e3 if own_fp32 else limit_fp32
+        mult = f"{enc['p50_ms'] / row_limit:.2f}" if row_limit else "–"
         speed = f"{torch_enc / enc['p50_ms']:.2f}×" if torch_enc else "–"
         size = f"{r['size_mb']:.1f}" if r.get("size_mb") else "–"
         lines.append(
@@ -46,7 +49,8 @@ def to_markdown(results: list[dict], machine: dict, peaks: dict) -> str:
             f"{r['peak_rss_mb']:.0f} |")
     runs = results[0]["encoder"]["runs"] if results else 0
     lines += ["", f"Encoder: {runs} timed runs after warm-up; decoder and predict: {3 * runs} runs. "
-              "`× fp32 limit` = encoder p50 ÷ (77.5 GFLOP ÷ best fp32 matmul peak). "
+              "`× fp32 limit` = encoder p50 ÷ (77.5 GFLOP ÷ best fp32 matmul peak measured in the "
+              "same child process right after the bundle). "
               "Random weights do not change latency."]
     return "\n".join(lines)
 
