@@ -22,7 +22,10 @@ SHIMS = Path(__file__).parent / "upstream_shims"
 def upstream(loaded):
     sys.path.insert(0, str(SHIMS))
     try:
-        mobile_sam = pytest.importorskip("mobile_sam", reason="pip install --no-deps mobilesam-mirror")
+        try:  # `make test` installs it; a missing reference must fail, not skip
+            import mobile_sam
+        except ImportError as e:
+            raise RuntimeError("upstream reference missing: pip install --no-deps mobilesam-mirror") from e
         model = mobile_sam.sam_model_registry["vit_t"]()
         model.load_state_dict(loaded.model.state_dict(), strict=True)
         model.eval()
