@@ -8,7 +8,7 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from runtimes import contract
@@ -27,7 +27,6 @@ class ExportOptions:
     official_decoder: bool = False  # ONNX: also write SAM's official decoder interface
     image_input: bool = False  # CoreML: encoder takes an ImageType with normalisation baked in
     num_slots: int = 16  # fixed-shape formats: prompt slots of the decoder
-    extra: dict = field(default_factory=dict)
 
 
 def bundle_name(fmt: str, quant: str) -> str:

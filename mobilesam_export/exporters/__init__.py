@@ -12,6 +12,18 @@ FORMATS = ("onnx", "openvino", "coreml", "tflite")
 # prompt types: an int8 decoder alone drops mask IoU to 0.90 (OpenVINO PTQ) and 0.95 (weights
 # only), for a few ms saved beside a ~0.3 s encoder. Flip only with a parity run to back it.
 INT8_DECODER = False
+FLOAT_PRECISIONS = ("fp32", "fp16")
+
+
+def compresses(role: str, quant: str) -> bool:
+    """Whether an int8/palettized `quant` is applied to graph `role`: always the encoder, the
+    decoder only with INT8_DECODER."""
+    return quant not in FLOAT_PRECISIONS and (role == "encoder" or INT8_DECODER)
+
+
+def decoder_precision(quant: str, float_decoder: str = "fp32") -> str:
+    """The decoder's precision in a `quant` bundle (`float_decoder` where int8 keeps it float)."""
+    return quant if quant in FLOAT_PRECISIONS or INT8_DECODER else float_decoder
 
 
 def get(fmt: str) -> ModuleType:

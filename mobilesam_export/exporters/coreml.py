@@ -28,7 +28,7 @@ from ..bundle import ExportOptions
 from ..checkpoint import LoadedModel
 from ..graphs import DecoderGraph, EncoderGraph, example_inputs
 from ..metadata import model_metadata
-from . import INT8_DECODER
+from . import compresses, decoder_precision
 
 FORMAT = "coreml"
 QUANTS = ("fp16", "fp32", "int8", "palettize6", "palettize4")
@@ -161,7 +161,7 @@ def export(loaded: LoadedModel, out: Path, quant: str, options: ExportOptions) -
                     contract.ENCODER_OUTPUTS if role == "encoder" else contract.DECODER_OUTPUTS)],
                 convert_to="mlprogram", minimum_deployment_target=ct.target.iOS16,
                 compute_precision=ct.precision.FLOAT32 if quant == "fp32" else ct.precision.FLOAT16)
-            if quant not in ("fp32", "fp16") and (role == "encoder" or INT8_DECODER):
+            if compresses(role, quant):
                 mlmodel = _compress(mlmodel, quant)
         conversion_warnings += [str(w.message).splitlines()[0][:200] for w in caught
                                 if "coremltools" in str(w.filename)]
@@ -173,7 +173,7 @@ def export(loaded: LoadedModel, out: Path, quant: str, options: ExportOptions) -
         "compute_precision": "fp32" if quant == "fp32" else "fp16",
         "weights": {"fp32": "fp32", "fp16": "fp16", "int8": "int8 linear symmetric per-channel",
                     "palettize6": "6-bit k-means palette", "palettize4": "4-bit k-means palette"}[quant],
-        "decoder_precision": quant if quant in ("fp32", "fp16") or INT8_DECODER else "fp16",
+        "decoder_precision": decoder_precision(quant, "fp16"),
         "encoder_input": ("ImageType RGB 0..255, normalisation baked in" if options.image_input
                           else "TensorType, normalised as the contract says"),
         "max_points": MAX_POINTS,

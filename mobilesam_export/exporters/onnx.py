@@ -20,7 +20,7 @@ from ..calibration import calibration_feeds
 from ..checkpoint import LoadedModel
 from ..graphs import DecoderGraph, EncoderGraph, OfficialDecoderGraph, example_inputs
 from ..metadata import model_metadata
-from . import INT8_DECODER
+from . import compresses, decoder_precision
 
 FORMAT = "onnx"
 QUANTS = ("fp32", "fp16", "int8", "int8-static")
@@ -151,9 +151,8 @@ def export(loaded: LoadedModel, out: Path, quant: str, options: ExportOptions) -
     notes: dict = {"opset": OPSET, "simplified_with": "onnxsim"}
     if quant != "fp32":
         feeds = calibration_feeds(loaded, options.calibration_dir) if quant == "int8-static" else None
-        # int8: the encoder only, unless INT8_DECODER (SAM's official decoder always stays float)
-        roles = [r for r in graphs if quant == "fp16" or r == "encoder"
-                 or (INT8_DECODER and r == "decoder")]
+        # SAM's official decoder is never int8
+        roles = [r for r in graphs if quant == "fp16" or (compresses(r, quant) and r != "decoder_official")]
         for role in tqdm(roles, desc=f"quantize {quant}", unit="graph"):
             src = out / graphs[role]
             dst = src.with_name(src.stem + ".q.onnx")
@@ -173,7 +172,7 @@ def export(loaded: LoadedModel, out: Path, quant: str, options: ExportOptions) -
                            "activations calibrated (MinMax) on real photos; kept float: "
                            + ", ".join(STATIC_EXCLUDE_OP_TYPES) + ", encoder neck",
         }[quant]
-        notes["decoder_precision"] = "fp16" if quant == "fp16" else (quant if INT8_DECODER else "fp32")
+        notes["decoder_precision"] = decoder_precision(quant)
     for role, name in graphs.items():
         set_metadata(out / name, model_metadata(loaded, FORMAT, quant, role))
     return {"graphs": graphs, "notes": notes}

@@ -18,7 +18,7 @@ from ..bundle import ExportOptions
 from ..calibration import calibration_feeds
 from ..checkpoint import LoadedModel
 from ..metadata import model_metadata
-from . import INT8_DECODER
+from . import INT8_DECODER, compresses, decoder_precision
 from . import onnx as onnx_exporter
 
 FORMAT = "openvino"
@@ -53,10 +53,10 @@ def export(loaded: LoadedModel, out: Path, quant: str, options: ExportOptions) -
         onnx_graphs = onnx_exporter.export_fp32(loaded, Path(tmp))
         for role in tqdm(graphs, desc=f"openvino {quant}", unit="graph"):
             model = ov.convert_model(str(Path(tmp) / onnx_graphs[role]))
-            if quant == "int8" and (role == "encoder" or INT8_DECODER):
+            if quant == "int8" and compresses(role, quant):
                 model = _quantize(model, feeds[0] if role == "encoder" else feeds[1],
                                   ENCODER_IGNORED_PATTERNS if role == "encoder" else [])
-            elif quant == "int8-weights" and (role == "encoder" or INT8_DECODER):
+            elif quant == "int8-weights" and compresses(role, quant):
                 model = _compress_weights(model)
             for k, v in model_metadata(loaded, FORMAT, quant, role).items():
                 model.set_rt_info(v, ["mobilesam_export", k.split(".", 1)[1]])
@@ -69,6 +69,6 @@ def export(loaded: LoadedModel, out: Path, quant: str, options: ExportOptions) -
         "int8-weights": "NNCF compress_weights INT8_ASYM (int8 weights, float activations); decoder "
                         + ("int8" if INT8_DECODER else "kept fp32 (parity)"),
     }[quant]
-    notes["decoder_precision"] = quant if quant in ("fp32", "fp16") or INT8_DECODER else "fp32"
+    notes["decoder_precision"] = decoder_precision(quant)
     aux = [g.replace(".xml", ".bin") for g in graphs.values()]
     return {"graphs": graphs, "aux_files": aux, "notes": notes}

@@ -28,7 +28,7 @@ from ..bundle import ExportOptions
 from ..calibration import calibration_feeds
 from ..checkpoint import LoadedModel
 from ..graphs import DecoderGraph, EncoderGraph, example_inputs
-from . import INT8_DECODER
+from . import compresses, decoder_precision
 
 FORMAT = "tflite"
 QUANTS = ("fp32", "fp16", "int8", "int8-static")
@@ -124,7 +124,7 @@ def export(loaded: LoadedModel, out: Path, quant: str, options: ExportOptions) -
         path = out / graphs[role]
         with torch.no_grad():
             _convert(module, kwargs, path)
-        if quant != "fp32" and (role == "encoder" or quant == "fp16" or INT8_DECODER):
+        if quant == "fp16" or compresses(role, quant):
             tmp = path.with_suffix(".q.tflite")
             _quantize(path, tmp, quant, feeds[0] if feeds else None)
             tmp.replace(path)
@@ -133,8 +133,7 @@ def export(loaded: LoadedModel, out: Path, quant: str, options: ExportOptions) -
         "converter": "litert-torch (no TensorFlow, builtin ops only)",
         "num_slots": slots,
         "unused_slot_label": contract.Label.UNUSED,
-        "decoder_precision": "fp16 weights" if quant == "fp16" else (
-            quant if quant == "fp32" or INT8_DECODER else "fp32"),
+        "decoder_precision": "fp16 weights" if quant == "fp16" else decoder_precision(quant),
         "quantization": {
             "fp32": "none",
             "fp16": "ai-edge-quantizer float_casting: fp16 weights, fp32 compute",

@@ -19,7 +19,7 @@ COMPUTE_UNITS = ("ALL", "CPU_ONLY", "CPU_AND_GPU", "CPU_AND_NE")
 class CoreMLBackend:
     """Runs encoder.mlpackage / decoder.mlpackage with the chosen compute units."""
 
-    max_points = None  # 1..16 points (RangeDim); more raise in predict via max_points_dynamic
+    max_points = None  # dynamic 1..point_limit (RangeDim); decode() refuses more
 
     def __init__(self, bundle_dir: Path, manifest: dict, compute_units: str = "ALL") -> None:
         if sys.platform != "darwin":

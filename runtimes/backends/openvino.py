@@ -29,9 +29,9 @@ class OpenVinoBackend:
         config = {"INFERENCE_PRECISION_HINT": precision}
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads
-        if base == "AUTO":
-            config = {}
         self.device, self.precision = device, precision
+        if base == "AUTO":  # AUTO picks the device and its precision: record that, not a hint
+            config, self.precision = {}, "device default (AUTO)"
         files = manifest["graphs"]
         self.encoder = core.compile_model(str(bundle_dir / files["encoder"]), device, config)
         self.decoder = core.compile_model(str(bundle_dir / files["decoder"]), device, config)
