@@ -1,2 +1,2 @@
-"""On-device benchmark of exported bundles: needs only `runtimes` + the runtime library (torch,
-when present, adds the eager PyTorch baseline measured in the same run)."""
+"""The repository's benchmark harness: `mobilesam_runtime.bench` (torch-free, runs on any device)
+plus the eager PyTorch baseline measured in the same run and export-all."""

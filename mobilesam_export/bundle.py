@@ -11,8 +11,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from runtimes import contract
-from runtimes.manifest import MANIFEST, sha256_file
+from mobilesam_runtime import contract
+from mobilesam_runtime.manifest import MANIFEST, sha256_file
 
 from . import exporters, parity
 from .checkpoint import LoadedModel

@@ -7,26 +7,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
-SHARED_IMAGES = Path(__file__).resolve().parent.parent.parent / "shared" / "images"
+from mobilesam_runtime import sample_images
 
 
-def default_image_dir() -> Path:
-    """`../shared/images` beside the project (the photos shipped for parity and calibration)."""
-    return SHARED_IMAGES
-
-
-def load_images(folder: str | Path | None = None, limit: int | None = None) -> list[tuple[str, np.ndarray]]:
-    """(name, HxWx3 uint8 RGB) for every image in `folder` (default: ../shared/images), sorted."""
-    folder = Path(folder) if folder else default_image_dir()
-    if not folder.is_dir():
-        raise FileNotFoundError(f"image folder not found: {folder} (pass --images DIR)")
-    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not paths:
-        raise FileNotFoundError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {folder}")
-    return [(p.name, np.asarray(Image.open(p).convert("RGB"))) for p in paths[:limit]]
+def load_images(folder: str | Path | None = None, split: str = "evaluation",
+                limit: int | None = None) -> list[tuple[str, np.ndarray]]:
+    """(name, HxWx3 uint8 RGB) for every image in `folder`, sorted; by default the packaged
+    photos of `split` ("calibration" for quantization, "evaluation" for parity: disjoint sets)."""
+    if folder is None:
+        return sample_images.load(split)[:limit]
+    try:
+        return sample_images.load_folder(folder, limit)
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"{split} images: {e}") from e
 
 
 @dataclass(frozen=True)
@@ -70,18 +64,19 @@ PROMPTS = (
 
 
 def calibration_feeds(loaded, images_dir: str | Path | None) -> tuple[list[dict], list[dict]]:
-    """Encoder feeds from real photos; decoder feeds from their real embeddings x the parity
+    """Encoder feeds from real photos (the packaged calibration set unless `images_dir`, never
+    the evaluation photos parity scores on); decoder feeds from their real embeddings x the parity
     prompt types (points, boxes, refinement with the reference's previous low-res mask)."""
     from tqdm import tqdm
 
-    from runtimes import transforms
-    from runtimes.predictor import decoder_prompts
+    from mobilesam_runtime import transforms
+    from mobilesam_runtime.predictor import decoder_prompts
 
     from .reference import TorchPredictor
 
     ref = TorchPredictor(loaded.model)
     enc, dec = [], []
-    for _, image in tqdm(load_images(images_dir), desc="calibration", unit="image"):
+    for _, image in tqdm(load_images(images_dir, "calibration"), desc="calibration", unit="image"):
         enc.append({"image": transforms.normalize_and_pad(transforms.resize_image(image))})
         ref.set_image(image)
         emb = ref.get_image_embedding()

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import torch
 
+from mobilesam_runtime import RandomWeightsWarning
+
 from .modeling import MobileSAM
 
 OFFICIAL_URL = "https://github.com/ChaoningZhang/MobileSAM/raw/master/weights/mobile_sam.pt"
@@ -176,7 +178,8 @@ def load_model(weights: str | os.PathLike | None = None) -> LoadedModel:
     resolved = resolve_weights(weights)
     if resolved == RANDOM:
         warnings.warn("Using RANDOM weights: the exported model is for testing the pipeline only "
-                      "and is flagged as such in its manifest and metadata.", stacklevel=2)
+                      "and is flagged as such in its manifest and metadata.", RandomWeightsWarning,
+                      stacklevel=2)
         return LoadedModel(random_model(), RANDOM, None, True)
     sd = load_state_dict(resolved)
     model = MobileSAM()

@@ -8,7 +8,8 @@ import sys
 import warnings
 from pathlib import Path
 
-from runtimes.manifest import BundleError, read_manifest
+from mobilesam_runtime import RandomWeightsWarning
+from mobilesam_runtime.manifest import BundleError, read_manifest
 
 from . import exporters
 
@@ -30,7 +31,7 @@ def _reference_for(bundle: Path, weights: str | None):
     w = read_manifest(bundle, verify=False)["weights"]
     if w.get("random_weights"):
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+            warnings.simplefilter("ignore", RandomWeightsWarning)
             return load_model("random")
     loaded = load_model(weights)
     if loaded.sha256 != w.get("sha256"):
@@ -143,8 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="checkpoint path, or 'random' for seeded random weights (default: "
                         "weights/mobile_sam.pt, downloaded when absent)")
     e.add_argument("--out", "-o", default="exports", help="output folder (bundle = OUT/FORMAT-QUANT)")
-    e.add_argument("--images", default=None, help="calibration images (default ../shared/images)")
-    e.add_argument("--parity-images", default=None, help="parity images (default ../shared/images)")
+    e.add_argument("--images", default=None, help="calibration images (default: packaged calibration photos)")
+    e.add_argument("--parity-images", default=None,
+                   help="parity images (default: packaged evaluation photos)")
     e.add_argument("--no-parity", action="store_true", help="skip the parity check")
     e.add_argument("--no-parity-gate", action="store_true",
                    help="publish the bundle even if it fails its parity gate")
@@ -158,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("parity", help="compare bundles with the PyTorch reference")
     p.add_argument("bundles", nargs="+")
     p.add_argument("--weights", "-w", default=None, help="the checkpoint the bundle came from")
-    p.add_argument("--images", default=None, help="image folder (default ../shared/images)")
+    p.add_argument("--images", default=None, help="image folder (default: the packaged evaluation photos)")
     p.add_argument("--no-gate", action="store_true", help="report only, exit 0 on a failed gate")
     p.set_defaults(func=cmd_parity)
 

@@ -1,6 +1,6 @@
 """The two traceable graphs (encoder, prompt decoder) that every exporter converts.
 
-Their inputs and outputs are exactly `runtimes.contract`'s; the decoder is written without
+Their inputs and outputs are exactly `mobilesam_runtime.contract`'s; the decoder is written without
 data-dependent indexing (no index_put_), so ONNX, CoreML, TFLite and OpenVINO all convert it.
 """
 
@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from runtimes import contract
+from mobilesam_runtime import contract
 
 from .modeling import MobileSAM
 

@@ -6,7 +6,7 @@ import json
 import platform
 from importlib import metadata as importlib_metadata
 
-from runtimes import contract
+from mobilesam_runtime import contract
 
 from .checkpoint import LoadedModel
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-import runtimes
-from runtimes.manifest import MANIFEST
+import mobilesam_runtime
+from mobilesam_runtime.manifest import MANIFEST
 
 from .calibration import PROMPTS, load_images, prompt_cases
 from .reference import TorchPredictor
@@ -63,9 +63,9 @@ def _compare(ref: tuple, got: tuple) -> dict:
 def run_parity(bundle_dir: str | Path, model, images: str | Path | None = None,
                limit: int | None = None, **backend_options) -> dict:
     """Run reference and bundle on real photos x prompt types; return the report dict."""
-    bundle = runtimes.load(bundle_dir, **backend_options)
+    bundle = mobilesam_runtime.load(bundle_dir, **backend_options)
     ref = TorchPredictor(model)
-    photos = load_images(images, limit)
+    photos = load_images(images, "evaluation", limit)
     rows, encoder = [], []
     steps = tqdm(total=len(photos) * (1 + len(PROMPTS)), desc="parity", unit="step", leave=False)
     for name, image in photos:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from runtimes import transforms
-from runtimes.predictor import SamPredictor
+from mobilesam_runtime import transforms
+from mobilesam_runtime.predictor import SamPredictor
 
 from .modeling import MobileSAM
 

@@ -7,11 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
-from mobilesam_export.calibration import default_image_dir
-
-IMAGES = default_image_dir()
+from mobilesam_runtime import RandomWeightsWarning, sample_images
 
 
 @pytest.fixture(scope="session")
@@ -19,14 +16,14 @@ def loaded():
     from mobilesam_export.checkpoint import load_model
 
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+        warnings.simplefilter("ignore", RandomWeightsWarning)
         return load_model("random")
 
 
 @pytest.fixture(scope="session")
 def photos() -> dict[str, np.ndarray]:
-    assert IMAGES.is_dir(), f"missing {IMAGES}"
-    return {p.stem: np.asarray(Image.open(p).convert("RGB")) for p in sorted(IMAGES.glob("*.jpg"))}
+    """Every packaged photo (calibration and evaluation sets) by stem."""
+    return {Path(n).stem: im for split in sample_images.SPLITS for n, im in sample_images.load(split)}
 
 
 @pytest.fixture(scope="session")

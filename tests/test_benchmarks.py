@@ -7,7 +7,7 @@ import json
 import subprocess
 import sys
 
-from benchmarks import machine
+from mobilesam_runtime.bench import machine
 
 
 def test_benchmark_report(export, tmp_path):

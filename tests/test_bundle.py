@@ -8,11 +8,11 @@ import shutil
 
 import pytest
 
-import runtimes
+import mobilesam_runtime
 from mobilesam_export import cli, parity
 from mobilesam_export.bundle import ExportOptions, export_bundle
 from mobilesam_export.exporters import onnx as onnx_exporter
-from runtimes import BundleError
+from mobilesam_runtime import BundleError
 
 
 @pytest.fixture
@@ -23,23 +23,23 @@ def bundle_copy(export, tmp_path):
 
 
 def test_tampered_file_is_refused(bundle_copy):
-    runtimes.load(bundle_copy)
+    mobilesam_runtime.load(bundle_copy)
     with open(bundle_copy / "decoder.onnx", "r+b") as f:
         f.seek(-100, 2)
         f.write(b"\x00" * 8)
     with pytest.raises(BundleError, match="decoder.onnx does not match the manifest"):
-        runtimes.load(bundle_copy)
+        mobilesam_runtime.load(bundle_copy)
 
 
 def test_missing_file_and_bad_manifest(bundle_copy, tmp_path):
     (bundle_copy / "encoder.onnx").unlink()
     with pytest.raises(BundleError, match="encoder.onnx listed in the manifest is missing"):
-        runtimes.load(bundle_copy)
+        mobilesam_runtime.load(bundle_copy)
     with pytest.raises(BundleError, match="no manifest.json"):
-        runtimes.load(tmp_path / "nowhere")
+        mobilesam_runtime.load(tmp_path / "nowhere")
     (bundle_copy / "manifest.json").write_text("{")
     with pytest.raises(BundleError, match="not valid JSON"):
-        runtimes.load(bundle_copy)
+        mobilesam_runtime.load(bundle_copy)
 
 
 def test_interrupted_export_keeps_previous_bundle(loaded, bundle_copy, monkeypatch):
@@ -54,7 +54,7 @@ def test_interrupted_export_keeps_previous_bundle(loaded, bundle_copy, monkeypat
         export_bundle(loaded, "onnx", "fp32", out, run_parity=False)
     assert (out / "onnx-fp32" / "manifest.json").read_text() == before
     assert [p.name for p in out.iterdir()] == ["onnx-fp32"]
-    runtimes.load(out / "onnx-fp32")
+    mobilesam_runtime.load(out / "onnx-fp32")
 
 
 def test_failed_parity_gate_publishes_nothing(loaded, tmp_path, monkeypatch):

@@ -9,8 +9,8 @@ import sys
 import coremltools as ct
 import pytest
 
-import runtimes
-from runtimes import BundleError, contract
+import mobilesam_runtime
+from mobilesam_runtime import BundleError, contract
 
 QUANTS = ("fp16", "fp32", "int8", "palettize6", "palettize4")
 
@@ -60,4 +60,4 @@ def test_image_input_encoder(export):
 @pytest.mark.skipif(sys.platform == "darwin", reason="Core ML runs on macOS")
 def test_loading_on_linux_says_macos_only(export):
     with pytest.raises(BundleError, match="Core ML prediction runs only on macOS"):
-        runtimes.load(export("coreml", "fp16"))
+        mobilesam_runtime.load(export("coreml", "fp16"))

@@ -10,9 +10,9 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-import runtimes
+import mobilesam_runtime
 from mobilesam_export.reference import TorchPredictor
-from runtimes import contract, transforms
+from mobilesam_runtime import contract, transforms
 
 
 def test_fp32_bundle_layout_contract_and_metadata(export, loaded):
@@ -39,7 +39,7 @@ def test_fp32_bundle_layout_contract_and_metadata(export, loaded):
 
 @pytest.mark.parametrize("num_points", [1, 2, 5, 16])
 def test_dynamic_number_of_points(export, loaded, photos, num_points):
-    pred = runtimes.load(export("onnx", "fp32"))
+    pred = mobilesam_runtime.load(export("onnx", "fp32"))
     ref = TorchPredictor(loaded.model)
     image = photos["groceries"]
     pred.set_image(image)

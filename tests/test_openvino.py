@@ -8,7 +8,7 @@ import numpy as np
 import openvino as ov
 import pytest
 
-import runtimes
+import mobilesam_runtime
 from mobilesam_export.reference import TorchPredictor
 
 
@@ -40,8 +40,8 @@ def test_dynamic_points_and_bf16_option(export, loaded, photos):
     ref = TorchPredictor(loaded.model)
     image = photos["truck"]
     ref.set_image(image)
-    f32 = runtimes.load(bundle, precision="f32")
-    bf16 = runtimes.load(bundle, precision="bf16")
+    f32 = mobilesam_runtime.load(bundle, precision="f32")
+    bf16 = mobilesam_runtime.load(bundle, precision="bf16")
     assert f32.backend.precision == "f32"
     for pred in (f32, bf16):
         pred.set_image(image)
@@ -58,6 +58,6 @@ def test_dynamic_points_and_bf16_option(export, loaded, photos):
 def test_bad_device_and_precision(export):
     bundle = export("openvino", "fp32")
     with pytest.raises(ValueError, match="device 'NPU' is not available here; available: CPU"):
-        runtimes.load(bundle, device="NPU")
+        mobilesam_runtime.load(bundle, device="NPU")
     with pytest.raises(ValueError, match="precision must be one of"):
-        runtimes.load(bundle, precision="int4")
+        mobilesam_runtime.load(bundle, precision="int4")

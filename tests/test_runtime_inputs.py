@@ -10,13 +10,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import runtimes
-from runtimes import NoImageError
+import mobilesam_runtime
+from mobilesam_runtime import NoImageError
 
 
 @pytest.fixture(scope="module")
 def predictor(export, photos):
-    pred = runtimes.load(export("onnx", "fp32"))
+    pred = mobilesam_runtime.load(export("onnx", "fp32"))
     pred.set_image(photos["dog"])
     return pred
 
@@ -36,7 +36,7 @@ def test_outputs_have_sams_shapes(predictor, photos):
 
 
 def test_bgr_input_equals_rgb(export, photos):
-    a, b = runtimes.load(export("onnx", "fp32")), runtimes.load(export("onnx", "fp32"))
+    a, b = mobilesam_runtime.load(export("onnx", "fp32")), mobilesam_runtime.load(export("onnx", "fp32"))
     a.set_image(photos["truck"])
     b.set_image(np.ascontiguousarray(photos["truck"][..., ::-1]), image_format="BGR")
     np.testing.assert_array_equal(a.get_image_embedding(), b.get_image_embedding())
@@ -53,7 +53,7 @@ BAD_IMAGES = [
 
 @pytest.mark.parametrize("image,exc,msg", BAD_IMAGES)
 def test_bad_images(export, image, exc, msg):
-    pred = runtimes.load(export("onnx", "fp32"))
+    pred = mobilesam_runtime.load(export("onnx", "fp32"))
     with pytest.raises(exc, match=msg):
         pred.set_image(image)
     with pytest.raises(ValueError, match="image_format"):
@@ -61,7 +61,7 @@ def test_bad_images(export, image, exc, msg):
 
 
 def test_predict_before_set_image(export):
-    pred = runtimes.load(export("onnx", "fp32"))
+    pred = mobilesam_runtime.load(export("onnx", "fp32"))
     with pytest.raises(NoImageError, match="set_image"):
         pred.predict(np.array([[1, 1]]), np.array([1]))
     with pytest.raises(RuntimeError):  # SAM raises RuntimeError; ours is also a ValueError
@@ -120,8 +120,9 @@ def test_fuzz_predict_works_or_raises_clearly(predictor, photos, coords, labels,
 def test_runtimes_never_import_torch(export):
     bundle = export("onnx", "fp32")
     code = (
-        "import sys, numpy as np, warnings; warnings.simplefilter('ignore'); import runtimes\n"
-        f"p = runtimes.load({str(bundle)!r})\n"
+        "import sys, numpy as np, warnings; import mobilesam_runtime\n"
+        "warnings.simplefilter('ignore', mobilesam_runtime.RandomWeightsWarning)\n"
+        f"p = mobilesam_runtime.load({str(bundle)!r})\n"
         "p.set_image(np.zeros((300, 200, 3), np.uint8))\n"
         "m, s, l = p.predict(np.array([[50, 60]]), np.array([1]))\n"
         "assert m.shape == (3, 300, 200)\n"

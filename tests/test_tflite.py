@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-import runtimes
+import mobilesam_runtime
 from mobilesam_export.reference import TorchPredictor
 
 
@@ -38,7 +38,7 @@ def test_quantized_sizes(export):
 def test_fixed_slots_equal_dynamic_reference(export, loaded, photos, num_points):
     """1, 2, 5 and 15 points (+ the padding point = 16 slots), with a box and with mask_input:
     unused slots must not change anything."""
-    pred = runtimes.load(export("tflite", "fp32"))
+    pred = mobilesam_runtime.load(export("tflite", "fp32"))
     ref = TorchPredictor(loaded.model)
     image = photos["groceries"]
     pred.set_image(image)
@@ -59,10 +59,10 @@ def test_fixed_slots_equal_dynamic_reference(export, loaded, photos, num_points)
 
 
 def test_more_prompts_than_slots_is_a_clear_error(export, photos):
-    pred = runtimes.load(export("tflite", "fp32"), threads=1)
+    pred = mobilesam_runtime.load(export("tflite", "fp32"), threads=1)
     pred.set_image(photos["dog"])
     pts = np.tile([[10.0, 20.0]], (16, 1))
     with pytest.raises(ValueError, match="17 prompt tokens .* exceed this bundle's 16 fixed slots"):
         pred.predict(pts, np.ones(16))
     with pytest.raises(ValueError, match="threads"):
-        runtimes.load(export("tflite", "fp32"), threads=0)
+        mobilesam_runtime.load(export("tflite", "fp32"), threads=0)

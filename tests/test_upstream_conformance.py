@@ -13,7 +13,7 @@ import torch
 
 from mobilesam_export.calibration import PROMPTS
 from mobilesam_export.reference import TorchPredictor
-from runtimes import transforms
+from mobilesam_runtime import transforms
 
 SHIMS = Path(__file__).parent / "upstream_shims"
 
@@ -81,11 +81,11 @@ def test_embeddings_and_decoder_match_upstream(upstream, loaded, photos):
 def test_onnx_runtime_masks_equal_upstream_predictor(upstream, export, photos):
     """Upstream SamPredictor (torch pre/post-processing) vs our torch-free runtime on the ONNX
     bundle: same masks at the original size."""
-    import runtimes
+    import mobilesam_runtime
 
     mobile_sam, model = upstream
     theirs = mobile_sam.SamPredictor(model)
-    ours = runtimes.load(export("onnx", "fp32"))
+    ours = mobilesam_runtime.load(export("onnx", "fp32"))
     for name, image in photos.items():
         theirs.set_image(image)
         ours.set_image(image)

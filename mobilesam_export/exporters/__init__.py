@@ -1,14 +1,15 @@
-"""One module per format. Each defines FORMAT, QUANTS, DEFAULT_QUANT and
-`export(loaded, out_dir, quant, metadata, options) -> {"graphs": {...}, "notes": {...}}`."""
+"""One module per format. Each defines FORMAT, QUANTS, DEFAULT_QUANT (from `formats`) and
+`export(loaded, out_dir, quant, options) -> {"graphs": {...}, "aux_files": [...], "notes": {...}}`;
+a format that cannot run here also defines CAN_RUN_HERE() and CANNOT_RUN_REASON."""
 
 from __future__ import annotations
 
 import importlib
 from types import ModuleType
 
-FORMATS = ("onnx", "openvino", "coreml", "tflite")
+from ..formats import FORMATS
 
-# int8 bundles keep the prompt decoder in float (fp32) in every format. Measured on 3 photos x 7
+# int8 bundles keep the prompt decoder float in every format (fp32; CoreML fp16). Measured on 3 photos x 7
 # prompt types: an int8 decoder alone drops mask IoU to 0.90 (OpenVINO PTQ) and 0.95 (weights
 # only), for a few ms saved beside a ~0.3 s encoder. Flip only with a parity run to back it.
 INT8_DECODER = False

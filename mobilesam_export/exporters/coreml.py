@@ -22,8 +22,9 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from runtimes import contract
+from mobilesam_runtime import contract
 
+from .. import formats
 from ..bundle import ExportOptions
 from ..checkpoint import LoadedModel
 from ..graphs import DecoderGraph, EncoderGraph, example_inputs
@@ -31,8 +32,8 @@ from ..metadata import model_metadata
 from . import compresses, decoder_precision
 
 FORMAT = "coreml"
-QUANTS = ("fp16", "fp32", "int8", "palettize6", "palettize4")
-DEFAULT_QUANT = "fp16"
+QUANTS = formats.quants(FORMAT)
+DEFAULT_QUANT = formats.default_quant(FORMAT)
 MAX_POINTS = 16
 CANNOT_RUN_REASON = ("Core ML prediction runs only on macOS; the bundle was converted and its "
                      "spec verified on this machine. Run `make parity FORMAT=coreml` on a Mac.")

@@ -13,8 +13,9 @@ import onnx
 import torch
 from tqdm import tqdm
 
-from runtimes import contract
+from mobilesam_runtime import contract
 
+from .. import formats
 from ..bundle import ExportOptions
 from ..calibration import calibration_feeds
 from ..checkpoint import LoadedModel
@@ -23,8 +24,8 @@ from ..metadata import model_metadata
 from . import compresses, decoder_precision
 
 FORMAT = "onnx"
-QUANTS = ("fp32", "fp16", "int8", "int8-static")
-DEFAULT_QUANT = "fp32"
+QUANTS = formats.quants(FORMAT)
+DEFAULT_QUANT = formats.default_quant(FORMAT)
 OPSET = 17  # LayerNormalization is native; every op runs in onnxruntime, OpenVINO and onnx2tf
 # Kept float in int8-static: these op types (positional-encoding trig, softmax, layer norm) and
 # the encoder's neck (1x1 + 3x3 conv with LayerNorm2d, ~3% of the FLOPs). Measured on 3 photos
@@ -42,7 +43,10 @@ def _names(specs) -> list[str]:
 def _export(module: torch.nn.Module, args: tuple, path: Path, inputs, outputs,
             dynamic_axes: dict | None = None) -> None:
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-        warnings.simplefilter("ignore")
+        # known and harmless: shapes traced as constants (the contract fixes them), and the
+        # notice that dynamo=False is the legacy exporter (chosen: see module docstring)
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", "You are using the legacy TorchScript", DeprecationWarning)
         torch.onnx.export(module.eval(), args, str(path), input_names=_names(inputs),
                           output_names=_names(outputs), opset_version=OPSET,
                           dynamic_axes=dynamic_axes, do_constant_folding=True, dynamo=False)

@@ -14,6 +14,7 @@ from pathlib import Path
 import openvino as ov
 from tqdm import tqdm
 
+from .. import formats
 from ..bundle import ExportOptions
 from ..calibration import calibration_feeds
 from ..checkpoint import LoadedModel
@@ -22,8 +23,8 @@ from . import INT8_DECODER, compresses, decoder_precision
 from . import onnx as onnx_exporter
 
 FORMAT = "openvino"
-QUANTS = ("fp32", "fp16", "int8", "int8-weights")
-DEFAULT_QUANT = "fp32"
+QUANTS = formats.quants(FORMAT)
+DEFAULT_QUANT = formats.default_quant(FORMAT)
 # int8 (NNCF PTQ): the encoder's neck stays float, chosen by parity on real photos (random
 # weights, decoder fp32): all-int8 encoder cosine 0.99973 / mask IoU 0.930; neck float 0.99987 /
 # 0.945; + last stage float 0.99990 / 0.948 (not worth the largest stage's speed-up).

@@ -22,8 +22,9 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from runtimes import contract
+from mobilesam_runtime import contract
 
+from .. import formats
 from ..bundle import ExportOptions
 from ..calibration import calibration_feeds
 from ..checkpoint import LoadedModel
@@ -31,8 +32,8 @@ from ..graphs import DecoderGraph, EncoderGraph, example_inputs
 from . import compresses, decoder_precision
 
 FORMAT = "tflite"
-QUANTS = ("fp32", "fp16", "int8", "int8-static")
-DEFAULT_QUANT = "fp32"
+QUANTS = formats.quants(FORMAT)
+DEFAULT_QUANT = formats.default_quant(FORMAT)
 SIGNATURE = "serving_default"
 # int8-static: tensors whose name matches stay float, chosen by parity (encoder cosine on the 3
 # photos): all int8 0.9949; norms/softmax/GELU/batch-matmul float 0.9948-0.9950; patch embed +

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from runtimes import contract
+from mobilesam_runtime import contract
 
 from .mask_decoder import MaskDecoder
 from .prompt_encoder import PromptEncoder

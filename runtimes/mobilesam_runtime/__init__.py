@@ -1,7 +1,7 @@
 """Lightweight MobileSAM runtimes: numpy + Pillow + one runtime library per format.
 
-    import runtimes
-    predictor = runtimes.load("exports/onnx-fp32")
+    import mobilesam_runtime
+    predictor = mobilesam_runtime.load("exports/onnx-fp32")
     predictor.set_image(rgb_uint8)
     masks, scores, low_res = predictor.predict(point_coords=[[500, 375]], point_labels=[1])
 
@@ -10,15 +10,20 @@ Never imports torch or the exporter, so it embeds in edge applications.
 
 from __future__ import annotations
 
-import importlib
 import warnings
 from pathlib import Path
 
-from .backends import BACKENDS
+from .backends import BACKENDS, MissingRuntimeError, import_backend
 from .manifest import BundleError, read_manifest
 from .predictor import NoImageError, SamPredictor
 
-__all__ = ["load", "SamPredictor", "BundleError", "NoImageError", "BACKENDS"]
+__version__ = "0.1.0"
+__all__ = ["load", "SamPredictor", "BundleError", "NoImageError", "MissingRuntimeError",
+           "RandomWeightsWarning", "BACKENDS"]
+
+
+class RandomWeightsWarning(UserWarning):
+    """A model or bundle made from seeded random weights: fine for testing, meaningless masks."""
 
 
 def load(bundle_dir: str | Path, verify: bool = True, **backend_options) -> SamPredictor:
@@ -33,6 +38,6 @@ def load(bundle_dir: str | Path, verify: bool = True, **backend_options) -> SamP
         raise BundleError(f"{bundle}: unknown format {fmt!r}; known: {', '.join(BACKENDS)}")
     if manifest.get("weights", {}).get("random_weights"):
         warnings.warn(f"{bundle} was exported from RANDOM weights: its masks are meaningless.",
-                      stacklevel=2)
-    module = importlib.import_module(BACKENDS[fmt])
+                      RandomWeightsWarning, stacklevel=2)
+    module = import_backend(fmt)
     return SamPredictor(module.Backend(bundle, manifest, **backend_options), manifest)

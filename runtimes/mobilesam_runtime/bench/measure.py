@@ -1,4 +1,4 @@
-"""Measure one bundle (or the eager PyTorch reference) in this process; print JSON.
+"""Measure one bundle in this process and print JSON (`python -m mobilesam_runtime.bench.measure`).
 
 Run as a child process per bundle so that peak RSS and cold start are the bundle's own."""
 
@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from .. import transforms
 
 PROMPT_COUNTS = (1, 2, 5, 16)
 
@@ -40,7 +42,7 @@ def points(n: int, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def measure(predictor, image: np.ndarray, runs: int, warmup: int, load_s: float) -> dict:
-    """Latencies of a SamPredictor-like object (runtimes or the torch reference)."""
+    """Latencies of a SamPredictor-like object (a bundle's predictor or a reference)."""
     h, w = image.shape[:2]
     t = time.perf_counter()
     predictor.set_image(image)
@@ -52,8 +54,7 @@ def measure(predictor, image: np.ndarray, runs: int, warmup: int, load_s: float)
     res["predict_1pt"] = stats(timed(lambda: predictor.predict(*one), runs * 3, warmup))
     backend = getattr(predictor, "backend", None)
     if backend is not None:  # graph-only timings and the pre/post split
-        from runtimes import transforms
-        from runtimes.predictor import decoder_prompts
+        from ..predictor import decoder_prompts
 
         x = transforms.normalize_and_pad(transforms.resize_image(image))
         res["encoder"] = stats(timed(lambda: backend.encode(x), runs, warmup))
@@ -85,48 +86,22 @@ def measure(predictor, image: np.ndarray, runs: int, warmup: int, load_s: float)
     return res
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("target", help="bundle folder, or 'torch' for the eager reference")
-    p.add_argument("--image", required=True)
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Options shared by every child (bundle or reference)."""
+    p.add_argument("--image", default=None, help="photo (default: the packaged truck.jpg)")
     p.add_argument("--runs", type=int, default=10)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
-                   help="backend option, e.g. precision=bf16 for OpenVINO")
-    args = p.parse_args(argv)
-    image = np.asarray(Image.open(args.image).convert("RGB"))
-    t = time.perf_counter()
-    if args.target == "torch":
-        import torch
 
-        from mobilesam_export.checkpoint import random_model
-        from mobilesam_export.reference import TorchPredictor
 
-        if args.threads:
-            torch.set_num_threads(args.threads)
-        predictor = TorchPredictor(random_model())
-        info = {"name": "pytorch-eager-fp32", "format": "pytorch", "precision": "fp32",
-                "threads": torch.get_num_threads(), "size_mb": None}
-    else:
-        import warnings
+def read_image(path: str | None) -> np.ndarray:
+    from ..sample_images import default_benchmark_image
 
-        import runtimes
+    return default_benchmark_image() if path is None else np.asarray(Image.open(path).convert("RGB"))
 
-        warnings.simplefilter("ignore")
-        opts = dict(o.split("=", 1) for o in args.option)
-        if args.threads:
-            opts["threads"] = args.threads
-        predictor = runtimes.load(args.target, **opts)
-        m = predictor.manifest
-        suffix = "".join(f" {v}" for v in dict(o.split("=", 1) for o in args.option).values())
-        info = {"name": Path(args.target).name + suffix, "format": m["format"], "precision": m["precision"],
-                "threads": args.threads or "runtime default",
-                "size_mb": sum(f["bytes"] for f in m["files"].values()) / 1e6,
-                "random_weights": m["weights"]["random_weights"]}
-        if m["format"] == "openvino":
-            info["inference_precision"] = predictor.backend.precision
-    load_s = time.perf_counter() - t
+
+def finish(info: dict, predictor, image: np.ndarray, args, load_s: float) -> int:
+    """Measure, add the machine's matmul peak taken right after, print the JSON line."""
     info.update(measure(predictor, image, args.runs, args.warmup, load_s))
     # this machine's speed drifts (shared host): the peak is measured beside every bundle
     from .machine import matmul_peak
@@ -134,6 +109,36 @@ def main(argv: list[str] | None = None) -> int:
     info["matmul_peak_gflops"] = matmul_peak()
     json.dump(info, sys.stdout)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("target", help="bundle folder")
+    add_arguments(p)
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="backend option, e.g. precision=bf16 for OpenVINO")
+    args = p.parse_args(argv)
+    image = read_image(args.image)
+    import warnings
+
+    import mobilesam_runtime
+
+    warnings.simplefilter("ignore", mobilesam_runtime.RandomWeightsWarning)
+    t = time.perf_counter()
+    opts = dict(o.split("=", 1) for o in args.option)
+    if args.threads:
+        opts["threads"] = args.threads
+    predictor = mobilesam_runtime.load(args.target, **opts)
+    load_s = time.perf_counter() - t
+    m = predictor.manifest
+    suffix = "".join(f" {v}" for v in dict(o.split("=", 1) for o in args.option).values())
+    info = {"name": Path(args.target).name + suffix, "format": m["format"], "precision": m["precision"],
+            "threads": args.threads or "runtime default",
+            "size_mb": sum(f["bytes"] for f in m["files"].values()) / 1e6,
+            "random_weights": m["weights"]["random_weights"]}
+    if m["format"] == "openvino":
+        info["inference_precision"] = predictor.backend.precision
+    return finish(info, predictor, image, args, load_s)
 
 
 if __name__ == "__main__":

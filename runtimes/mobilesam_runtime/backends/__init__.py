@@ -1,0 +1,31 @@
+"""One module per format, each importing only its own runtime library (loaded lazily)."""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+# format -> (backend module, the runtime library it imports, the extra that installs it)
+BACKENDS = {
+    "onnx": ("mobilesam_runtime.backends.onnx", "onnxruntime", "onnx"),
+    "openvino": ("mobilesam_runtime.backends.openvino", "openvino", "openvino"),
+    "coreml": ("mobilesam_runtime.backends.coreml", "coremltools", "coreml"),
+    "tflite": ("mobilesam_runtime.backends.tflite", "ai_edge_litert", "tflite"),
+}
+
+
+class MissingRuntimeError(ImportError):
+    """The runtime library of a bundle's format is not installed; the message says how."""
+
+
+def import_backend(fmt: str) -> ModuleType:
+    """The backend module of `fmt`; a missing runtime library names the exact install command."""
+    module, library, extra = BACKENDS[fmt]
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        if e.name is None or e.name.split(".")[0] != library:
+            raise
+        raise MissingRuntimeError(
+            f"{fmt} bundles need {library}, which is not installed: "
+            f'pip install "mobilesam-runtime[{extra}]"') from e
