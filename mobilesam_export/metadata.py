@@ -27,7 +27,8 @@ def tool_versions() -> dict[str, str]:
 
 def model_metadata(loaded: LoadedModel, fmt: str, quant: str, role: str) -> dict[str, str]:
     """String key/values stored inside each model file (ONNX metadata_props, CoreML
-    user_defined_metadata, OpenVINO rt_info, TFLite metadata)."""
+    user_defined_metadata, OpenVINO rt_info; TFLite files carry none, the manifest does). The
+    contract is the one of that graph: SAM's official interface for `decoder_official`."""
     w = loaded.provenance()
     return {
         "mobilesam_export.role": role,
@@ -35,7 +36,7 @@ def model_metadata(loaded: LoadedModel, fmt: str, quant: str, role: str) -> dict
         "mobilesam_export.precision": quant,
         "mobilesam_export.checkpoint_sha256": w["sha256"] or "none",
         "mobilesam_export.random_weights": str(w["random_weights"]).lower(),
-        "mobilesam_export.contract": json.dumps(contract.describe()),
+        "mobilesam_export.contract": json.dumps(contract.describe(official_decoder=role == "decoder_official")),
         "mobilesam_export.versions": json.dumps(tool_versions()),
         **({"mobilesam_export.warning": w["warning"]} if w["random_weights"] else {}),
     }

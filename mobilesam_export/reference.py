@@ -1,5 +1,7 @@
-"""The eager PyTorch reference predictor: SAM's own code path (index-based prompt encoder,
-torch postprocessing), used as ground truth by the parity checker and the benchmarks."""
+"""The eager PyTorch reference predictor, ground truth for parity and the benchmarks: the model's
+own forward with optional points/boxes/masks handled dynamically (padding point, box corners,
+no-mask embedding), torch postprocessing. It embeds points with the same masked sum as the
+exported graphs; that sum is checked against upstream's indexing by the conformance tests."""
 
 from __future__ import annotations
 

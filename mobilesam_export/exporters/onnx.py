@@ -26,7 +26,7 @@ from . import compresses, decoder_precision
 FORMAT = "onnx"
 QUANTS = formats.quants(FORMAT)
 DEFAULT_QUANT = formats.default_quant(FORMAT)
-OPSET = 17  # LayerNormalization is native; every op runs in onnxruntime, OpenVINO and onnx2tf
+OPSET = 17  # LayerNormalization is native; every op runs in onnxruntime and OpenVINO
 # Kept float in int8-static: these op types (positional-encoding trig, softmax, layer norm) and
 # the encoder's neck (1x1 + 3x3 conv with LayerNorm2d, ~3% of the FLOPs). Measured on 3 photos
 # x 7 prompts (random weights, decoder fp32): all-int8 encoder cosine 0.99925 / mask IoU 0.897;
