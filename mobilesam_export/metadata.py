@@ -36,7 +36,8 @@ def model_metadata(loaded: LoadedModel, fmt: str, quant: str, role: str) -> dict
         "mobilesam_export.precision": quant,
         "mobilesam_export.checkpoint_sha256": w["sha256"] or "none",
         "mobilesam_export.random_weights": str(w["random_weights"]).lower(),
-        "mobilesam_export.contract": json.dumps(contract.describe(official_decoder=role == "decoder_official")),
+        "mobilesam_export.contract": json.dumps(
+            contract.describe(official_decoder=role == "decoder_official")),
         "mobilesam_export.versions": json.dumps(tool_versions()),
         **({"mobilesam_export.warning": w["warning"]} if w["random_weights"] else {}),
     }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -63,7 +64,9 @@ def _compare(ref: tuple, got: tuple) -> dict:
 def run_parity(bundle_dir: str | Path, model, images: str | Path | None = None,
                limit: int | None = None, **backend_options) -> dict:
     """Run reference and bundle on real photos x prompt types; return the report dict."""
-    bundle = mobilesam_runtime.load(bundle_dir, **backend_options)
+    with warnings.catch_warnings():  # the report itself flags random weights
+        warnings.simplefilter("ignore", mobilesam_runtime.RandomWeightsWarning)
+        bundle = mobilesam_runtime.load(bundle_dir, **backend_options)
     ref = TorchPredictor(model)
     photos = load_images(images, "evaluation", limit)
     rows, encoder = [], []

@@ -7,11 +7,11 @@ from __future__ import annotations
 import ast
 import re
 import sys
-import tomllib
 from importlib import metadata
 from pathlib import Path
 
 import pytest
+import tomllib
 
 from mobilesam_export import formats
 from mobilesam_runtime import sample_images

@@ -47,6 +47,7 @@ def _export(module: torch.nn.Module, args: tuple, path: Path, inputs, outputs,
         # notice that dynamo=False is the legacy exporter (chosen: see module docstring)
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         warnings.filterwarnings("ignore", "You are using the legacy TorchScript", DeprecationWarning)
+        warnings.filterwarnings("ignore", "Constant folding - Only steps=1", UserWarning)
         torch.onnx.export(module.eval(), args, str(path), input_names=_names(inputs),
                           output_names=_names(outputs), opset_version=OPSET,
                           dynamic_axes=dynamic_axes, do_constant_folding=True, dynamo=False)
