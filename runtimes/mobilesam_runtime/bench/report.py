@@ -13,6 +13,15 @@ def _ms(d: dict, key: str) -> str:
     return f"{v['p50_ms']:.1f}" if isinstance(v, dict) and "p50_ms" in v else "–"
 
 
+def same_format_fp32(results: list[dict], r: dict) -> float | None:
+    """Encoder p50 of the fp32 bundle of r's format run with the same backend options."""
+    for o in results:
+        if (o.get("format") == r.get("format") and o.get("precision") == "fp32"
+                and o.get("inference_precision") == r.get("inference_precision")):
+            return o["encoder"]["p50_ms"]
+    return None
+
+
 def to_markdown(results: list[dict], machine: dict, peaks: dict) -> str:
     best_fp32 = max((v for k, v in peaks.items() if k.endswith("f32") or k.endswith("fp32")), default=None)
     best_bf16 = peaks.get("openvino_bf16")
@@ -26,10 +35,11 @@ def to_markdown(results: list[dict], machine: dict, peaks: dict) -> str:
         + (f". Encoder compute limit: fp32 {limit_fp32:.0f} ms" if limit_fp32 else "")
         + (f", bf16 {limit_bf16:.0f} ms" if limit_bf16 else "") + ".",
         "",
-        "| bundle | size MB | encoder p50 ms (p90 / min) | × fp32 limit | vs eager torch "  # noqa: E501
+        "| bundle | size MB | encoder p50 ms (p90 / min) | × fp32 limit | vs eager torch "
+        "| vs same format fp32 "
         "| decoder p50 ms by points 1/2/5/16 | predict 1pt ms | pre ms | post ms "
         "| set_image+predict ms | cold start ms | peak RSS MB |",
-        "|---|---:|---|---:|---:|---|---:|---:|---:|---:|---:|---:|",
+        "|---|---:|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         enc = r["encoder"]
@@ -41,16 +51,20 @@ def to_markdown(results: list[dict], machine: dict, peaks: dict) -> str:
         row_limit = ENCODER_GFLOP / own_fp32 * 1e3 if own_fp32 else limit_fp32
         mult = f"{enc['p50_ms'] / row_limit:.2f}" if row_limit else "–"
         speed = f"{torch_enc / enc['p50_ms']:.2f}×" if torch_enc else "–"
+        fp32 = same_format_fp32(results, r)
+        vs_fp32 = f"{fp32 / enc['p50_ms']:.2f}×" if fp32 and r.get("precision") != "fp32" else "–"
         size = f"{r['size_mb']:.1f}" if r.get("size_mb") else "–"
         lines.append(
             f"| {r['name']} | {size} | {enc['p50_ms']:.0f} ({enc['p90_ms']:.0f} / {enc['min_ms']:.0f}) "
-            f"| {mult} | {speed} | {dec} | {_ms(r, 'predict_1pt')} | {_ms(r, 'preprocess')} | "
+            f"| {mult} | {speed} | {vs_fp32} | {dec} | {_ms(r, 'predict_1pt')} | {_ms(r, 'preprocess')} | "
             f"{_ms(r, 'postprocess')} | {_ms(r, 'end_to_end')} | {r['cold_start_ms']:.0f} | "
             f"{r['peak_rss_mb']:.0f} |")
     runs = results[0]["encoder"]["runs"] if results else 0
     lines += ["", f"Encoder: {runs} timed runs after warm-up; decoder and predict: {3 * runs} runs. "
               "`× fp32 limit` = encoder p50 ÷ (77.5 GFLOP ÷ best fp32 matmul peak measured in the "
-              "same child process right after the bundle). "
+              "same child process right after the bundle). `vs same format fp32`: that format's fp32 "
+              "encoder p50 ÷ this one, same backend options, same run (reduced precision must be "
+              "≥ 1.3× to be worth it). "
               "Random weights do not change latency."]
     return "\n".join(lines)
 
