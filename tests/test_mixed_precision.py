@@ -1,13 +1,9 @@
 """Mixed precision chosen per checkpoint: the search logic (with a fake format, fast), FLOP
-counts from code, and — slow — every int8 recipe of every format publishing a gated bundle for
-checkpoints the recipes have never seen (outlier channels included, not flagged random)."""
+counts from code, and the unseen-checkpoint generator. The search is not wired into the
+exporters yet (see mixed_precision.py's module docstring)."""
 
 from __future__ import annotations
 
-import json
-import warnings
-
-import numpy as np
 import pytest
 import synthetic_checkpoints as checkpoints
 
@@ -83,31 +79,3 @@ def test_test_checkpoints_are_official_layout_and_not_flagged(loaded, tmp_path):
         assert sd.keys() == loaded.model.state_dict().keys()
         norm = sd["image_encoder.layers.2.blocks.0.mlp.norm.weight"]
         assert norm.abs().max() > 5 * norm.abs().median()  # outlier channels present
-
-
-INT8_RECIPES = [("onnx", "int8"), ("onnx", "int8-static"), ("openvino", "int8"),
-                ("openvino", "int8-weights"), ("tflite", "int8"), ("tflite", "int8-static")]
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("spec", checkpoints.SPECS, ids=lambda s: s.name)
-@pytest.mark.parametrize("fmt,quant", INT8_RECIPES)
-def test_every_int8_recipe_publishes_a_gated_bundle(spec, fmt, quant, tmp_path_factory):
-    """The trained-weights gate (mask IoU >= 0.95 on the held-out evaluation photos) holds."""
-    from mobilesam_export.bundle import export_bundle
-    from mobilesam_export.checkpoint import load_model
-
-    folder = tmp_path_factory.mktemp(spec.name)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        loaded = load_model(str(checkpoints.save(spec, folder)))
-    bundle = export_bundle(loaded, fmt, quant, folder)  # raises ParityError if the gate fails
-    m = json.loads((bundle / "manifest.json").read_text())
-    p = m["parity"]
-    assert p["passed"] and not p["random_weights"] and p["gate"]["mask_iou_min"] >= 0.95
-    mix = m["notes"]["mixed_precision"]
-    assert mix["target_met"] and 0 < mix["int8_flop_share"] <= 1
-    print(f"{spec.name} {fmt}-{quant}: float {mix['float_blocks']}, int8 FLOPs "
-          f"{mix['int8_flop_share']:.0%}, held-out IoU {p['summary']['mask_iou_min']:.4f}, "
-          f"cosine {p['summary']['encoder_cosine_min']:.6f}")
-    assert np.isfinite(p["summary"]["mask_iou_min"])

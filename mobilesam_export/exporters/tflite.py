@@ -17,15 +17,12 @@ import contextlib
 import io
 import logging
 import os
-import re
 from pathlib import Path
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
 from mobilesam_runtime import contract
-from mobilesam_runtime.backends.tflite import run_signature
 
 from .. import formats
 from ..bundle import ExportOptions
@@ -38,11 +35,10 @@ FORMAT = "tflite"
 QUANTS = formats.quants(FORMAT)
 DEFAULT_QUANT = formats.default_quant(FORMAT)
 SIGNATURE = "serving_default"
-# int8 / int8-static: which encoder stages stay float is chosen per checkpoint
-# (mixed_precision.search); litert-torch names tensors by module class + attribute/index:
-UNIT_TENSOR_NAMES = {"patch_embed": "PatchEmbed_patch_embed", "layers.0": "ConvLayer_0",
-                     "layers.1": "BasicLayer_1/", "layers.2": "BasicLayer_2/",
-                     "layers.3": "BasicLayer_3/", "neck": "Sequential_neck"}
+# int8-static: tensors whose name matches stay float, chosen by parity (encoder cosine on the 3
+# photos): all int8 0.9949; norms/softmax/GELU/batch-matmul float 0.9948-0.9950; patch embed +
+# stage 0 + neck float 0.9951; last stage + neck float 0.99983 (ai-edge-quantizer 0.10).
+STATIC_FLOAT_REGEX = ".*(BasicLayer_3|neck).*"
 
 
 class _NamedEncoder(EncoderGraph):
@@ -72,61 +68,22 @@ def _fp16_recipe() -> list[dict]:
                            "compute_precision": "FLOAT", "explicit_dequantize": True}}]
 
 
-def _recipe(quant: str, float_units=()) -> list[dict]:
-    from ai_edge_quantizer import recipe
+def _quantize(src: Path, dst: Path, quant: str, feeds: list[dict] | None) -> None:
+    from ai_edge_quantizer import quantizer, recipe
 
     if quant == "fp16":
-        return _fp16_recipe()
-    rcp = list(recipe.dynamic_wi8_afp32() if quant == "int8" else recipe.static_wi8_ai8())
-    if float_units:  # later entries override earlier ones for the tensors they match
-        names = "|".join(re.escape(UNIT_TENSOR_NAMES[u]) for u in sorted(float_units))
-        rcp.append({"regex": f".*({names}).*", "operation": "*", "algorithm_key": "no_quantize",
-                    "op_config": {"compute_precision": "FLOAT", "explicit_dequantize": False}})
-    return rcp
-
-
-def _quantize(src: Path, dst: Path, quant: str, feeds: list[dict] | None, float_units=(),
-              calibration: dict | None = None) -> dict | None:
-    """Quantize with ai-edge-quantizer; returns the calibration result (reusable: it holds the
-    ranges of every tensor, so a recipe that quantizes fewer tensors needs no new calibration)."""
-    from ai_edge_quantizer import quantizer
-
-    qt = quantizer.Quantizer(str(src), _recipe(quant, float_units))
-    if qt.need_calibration and calibration is None:
-        calibration = qt.calibrate({SIGNATURE: feeds})
-    qt.quantize(calibration if qt.need_calibration else None).export_model(str(dst), overwrite=True)
-    return calibration
-
-
-def quantize_encoder(loaded: LoadedModel, src: Path, dst: Path, quant: str, options: ExportOptions,
-                     feeds: list[dict] | None) -> dict:
-    """int8 / int8-static encoder with the float stages chosen for this checkpoint."""
-    import shutil
-    import tempfile
-
-    from ai_edge_litert.interpreter import Interpreter
-
-    from .. import mixed_precision
-    from ..parity import gate_for
-
-    scorer = mixed_precision.Scorer(loaded.model, options.calibration_dir)
-    target = mixed_precision.target_for(gate_for(quant, loaded.random_weights))
-    cache: dict = {}
-    with tempfile.TemporaryDirectory(dir=dst.parent, prefix=".search-") as tmp:
-        def quantize(units: frozenset[str]) -> Path:
-            out = Path(tmp) / f"encoder-{'-'.join(sorted(units)) or 'int8'}.tflite"
-            cache["calibration"] = _quantize(src, out, quant, feeds, units, cache.get("calibration"))
-            return out
-
-        def embed(path: Path) -> list[np.ndarray]:
-            runner = Interpreter(str(path), num_threads=os.cpu_count() or 1).get_signature_runner(SIGNATURE)
-            return [run_signature(runner, image=x)["image_embeddings"] for x in scorer.encoder_inputs()]
-
-        print(f"choosing float stages for {quant} on the calibration photos (target {target})")
-        best, record = mixed_precision.search(quantize, embed, scorer,
-                                              mixed_precision.unit_flops(loaded.model), target)
-        shutil.copyfile(best, dst)
-    return record
+        rcp = _fp16_recipe()
+    elif quant == "int8":
+        rcp = recipe.dynamic_wi8_afp32()
+    else:
+        # later entries override earlier ones for the tensors they match
+        rcp = list(recipe.static_wi8_ai8()) + [
+            {"regex": STATIC_FLOAT_REGEX, "operation": "*", "algorithm_key": "no_quantize",
+             "op_config": {"compute_precision": "FLOAT", "explicit_dequantize": False}}]
+    qt = quantizer.Quantizer(str(src), rcp)
+    calibration = qt.calibrate({SIGNATURE: feeds}) if qt.need_calibration else None
+    result = qt.quantize(calibration)
+    result.export_model(str(dst), overwrite=True)
 
 
 def check_runs_in_plain_interpreter(path: Path, num_slots: int | None) -> dict:
@@ -162,19 +119,15 @@ def export(loaded: LoadedModel, out: Path, quant: str, options: ExportOptions) -
     feeds = calibration_feeds(loaded, options.calibration_dir) if quant == "int8-static" else None
     logging.getLogger("absl").setLevel(logging.ERROR)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    checked, mixed = {}, None
+    checked = {}
     for role in tqdm(graphs, desc=f"tflite {quant}", unit="graph"):
         module, kwargs = jobs[role]
         path = out / graphs[role]
         with torch.no_grad():
             _convert(module, kwargs, path)
-        if role == "encoder" and compresses(role, quant):
+        if quant == "fp16" or compresses(role, quant):
             tmp = path.with_suffix(".q.tflite")
-            mixed = quantize_encoder(loaded, path, tmp, quant, options, feeds[0] if feeds else None)
-            tmp.replace(path)
-        elif quant == "fp16" or compresses(role, quant):
-            tmp = path.with_suffix(".q.tflite")
-            _quantize(path, tmp, quant, feeds[1] if feeds else None)
+            _quantize(path, tmp, quant, feeds[0] if feeds else None)
             tmp.replace(path)
         checked[role] = check_runs_in_plain_interpreter(path, slots if role == "decoder" else None)
     return {"graphs": graphs, "notes": {
@@ -186,11 +139,10 @@ def export(loaded: LoadedModel, out: Path, quant: str, options: ExportOptions) -
             "fp32": "none",
             "fp16": "ai-edge-quantizer float_casting: fp16 weights, fp32 compute",
             "int8": "ai-edge-quantizer dynamic_wi8_afp32: int8 weights, dynamic int8 activations",
-            "int8-static": "ai-edge-quantizer static_wi8_ai8 calibrated on the calibration "
-                           "photos; float encoder stages: see mixed_precision",
+            "int8-static": "ai-edge-quantizer static_wi8_ai8 calibrated on real photos; float: "
+                           + STATIC_FLOAT_REGEX,
         }[quant],
         "signatures": checked,
-        **({"mixed_precision": mixed} if mixed else {}),
         "metadata": "the contract, weights and versions are in manifest.json (TFLite files carry "
                     "no free-form metadata here)",
     }}

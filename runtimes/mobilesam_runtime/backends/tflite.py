@@ -11,28 +11,6 @@ from ai_edge_litert.interpreter import Interpreter
 SIGNATURE = "serving_default"
 
 
-def run_signature(runner, **inputs) -> dict[str, np.ndarray]:
-    """Run a signature with float32 I/O; a fully int8 model's quantized inputs/outputs are
-    (de)quantized with the scale/zero-point the file carries."""
-    feeds = {}
-    for name, detail in runner.get_input_details().items():
-        x = inputs[name]
-        if detail["dtype"] != np.float32:
-            scale, zero = detail["quantization"]
-            info = np.iinfo(detail["dtype"])
-            x = np.clip(np.rint(x / scale + zero), info.min, info.max).astype(detail["dtype"])
-        feeds[name] = x
-    out = runner(**feeds)
-    result = {}
-    for name, detail in runner.get_output_details().items():
-        y = out[name]
-        if detail["dtype"] != np.float32:
-            scale, zero = detail["quantization"]
-            y = (y.astype(np.float32) - zero) * scale
-        result[name] = np.array(y, np.float32)
-    return result
-
-
 class LiteRtBackend:
     """Runs encoder.tflite / decoder.tflite (XNNPACK on CPU). The decoder has fixed prompt slots;
     the predictor fills unused ones with Label.UNUSED, which the graph masks out."""
@@ -49,11 +27,33 @@ class LiteRtBackend:
         self.encoder = self._enc.get_signature_runner(SIGNATURE)
         self.decoder = self._dec.get_signature_runner(SIGNATURE)
 
+    @staticmethod
+    def _run(runner, **inputs) -> dict[str, np.ndarray]:
+        """Run a signature with float32 I/O; a fully int8 model's quantized inputs/outputs are
+        (de)quantized with the scale/zero-point the file carries."""
+        feeds = {}
+        for name, detail in runner.get_input_details().items():
+            x = inputs[name]
+            if detail["dtype"] != np.float32:
+                scale, zero = detail["quantization"]
+                info = np.iinfo(detail["dtype"])
+                x = np.clip(np.rint(x / scale + zero), info.min, info.max).astype(detail["dtype"])
+            feeds[name] = x
+        out = runner(**feeds)
+        result = {}
+        for name, detail in runner.get_output_details().items():
+            y = out[name]
+            if detail["dtype"] != np.float32:
+                scale, zero = detail["quantization"]
+                y = (y.astype(np.float32) - zero) * scale
+            result[name] = np.array(y, np.float32)
+        return result
+
     def encode(self, image: np.ndarray) -> np.ndarray:
-        return run_signature(self.encoder, image=image)["image_embeddings"]
+        return self._run(self.encoder, image=image)["image_embeddings"]
 
     def decode(self, image_embeddings, point_coords, point_labels, mask_input, has_mask_input):
-        out = run_signature(self.decoder, image_embeddings=image_embeddings, point_coords=point_coords,
+        out = self._run(self.decoder, image_embeddings=image_embeddings, point_coords=point_coords,
                         point_labels=point_labels, mask_input=mask_input,
                         has_mask_input=has_mask_input)
         return out["iou_predictions"], out["low_res_masks"]
