@@ -19,10 +19,24 @@ from .reference import TorchPredictor
 # Gates per precision family. Change a gate only with a written reason next to it.
 # encoder_cosine_min is added to the mask-IoU/logit gates: it does not depend on how
 # fragmented the masks are, so it stays meaningful on random weights.
+#
+# iou_pred_max_abs (scores) and selection_mismatches (the mask argmax(scores) picks must be the
+# reference's, or pass the mask-IoU gate against it; 0 allowed) gate the score head, which mask
+# IoU never looks at: +3 on the IoU head's last bias passed the old gate. Measured worst
+# IoU-prediction error of the good bundles (random weights, 3 photos x 7 prompts, end to end):
+#   fp32: onnx 1.2e-7, openvino 1.3e-7, tflite 1.3e-7                       -> gate 1e-4
+#   fp16: onnx 2.6e-4, openvino 1.8e-4, tflite 9.8e-5                       -> gate 5e-3
+#   int8: onnx 6.8e-4 / static 1.0e-3, openvino 1.25e-3 / weights 7.1e-4,
+#         tflite 6.9e-4 / static 5.8e-4                                    -> gate 0.02
+# selection mismatches: 0 in all 12. Scores lie in [0, 1]; a faulted head is off by ~1 or more.
+# Not measured with the trained checkpoint (unavailable here): re-measure before changing these.
 GATES = {
-    "fp32": {"mask_iou_min": 0.999, "logits_max_abs": 1e-3, "encoder_cosine_min": 0.99999},
-    "fp16": {"mask_iou_min": 0.99, "encoder_cosine_min": 0.9999},
-    "int8": {"mask_iou_min": 0.95, "encoder_cosine_min": 0.999},
+    "fp32": {"mask_iou_min": 0.999, "logits_max_abs": 1e-3, "encoder_cosine_min": 0.99999,
+             "iou_pred_max_abs": 1e-4, "selection_mismatches": 0},
+    "fp16": {"mask_iou_min": 0.99, "encoder_cosine_min": 0.9999, "iou_pred_max_abs": 5e-3,
+             "selection_mismatches": 0},
+    "int8": {"mask_iou_min": 0.95, "encoder_cosine_min": 0.999, "iou_pred_max_abs": 0.02,
+             "selection_mismatches": 0},
 }
 # Reason for the one relaxation: a RANDOM-weight decoder paints 4x4-periodic texture masks
 # (docs/random-weight-masks.png): nearly every pixel is a boundary pixel, so mask IoU turns

@@ -136,12 +136,13 @@ def decoder_prompts(point_coords, point_labels, box, mask_input, original_size: 
         has_mask = np.zeros((1,), np.float32)
     coords, labels = prompt_tokens(point_coords, point_labels, box, original_size)
     if coords.shape[0] == 0:
-        raise ValueError("predict needs at least one point or a box (a mask_input alone is "
-                         "not supported by the exported decoder)")
+        raise ValueError("predict needs at least one point or a box (point_coords or box; a "
+                         "mask_input alone is not supported by the exported decoder)")
     if max_points is not None:
         if coords.shape[0] > max_points:
-            raise ValueError(f"{coords.shape[0]} prompt tokens (points + padding/box corners) "
-                             f"exceed this bundle's {max_points} fixed slots")
+            raise ValueError(f"point_coords and box give {coords.shape[0]} prompt tokens (points + "
+                             f"padding/box corners), which exceed this bundle's {max_points} "
+                             f"fixed slots")
         extra = max_points - coords.shape[0]
         coords = np.concatenate([coords, np.zeros((extra, 2), np.float32)])
         labels = np.concatenate([labels, np.full((extra,), contract.Label.UNUSED, np.float32)])
