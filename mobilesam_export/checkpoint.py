@@ -91,28 +91,98 @@ def random_model(seed: int = RANDOM_SEED) -> MobileSAM:
     return model.eval()
 
 
+# torch.save's two layouts: a zip archive, or (legacy) pickles that start with this magic number
+ZIP_MAGIC = b"PK\x03\x04"
+LEGACY_MAGIC = b"\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19"  # pickled long 0x1950a86a20f9469cfc6c
+SAM_VIT_WIDTHS = {768: "ViT-B", 1024: "ViT-L", 1280: "ViT-H"}  # segment-anything's encoders
+
+
+def sniff(head: bytes) -> str:
+    """What the first bytes of a file look like: "zip", "legacy" (torch.save layouts) or a
+    description of something else."""
+    if head.startswith(ZIP_MAGIC):
+        return "zip"
+    if head[:1] == b"\x80" and LEGACY_MAGIC in head[:32]:
+        return "legacy"
+    if not head:
+        return "an empty file"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "a JPEG image"
+    if head.startswith(b"\x89PNG"):
+        return "a PNG image"
+    if head[:1] == b"\x08" and len(head) > 2 and head[1] < 0x80 and head[2] in b"\x12\x1a\x22\x3a\x42":
+        return "an ONNX model (export bundles are loaded with mobilesam_runtime, not as weights)"
+    if len(head) > 9 and head[8:10] == b'{"':
+        return "a safetensors file (not supported: convert it with torch.save(state_dict))"
+    if head[:1] == b"\x80":
+        return "a Python pickle that is not a torch.save file"
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as e:  # a multi-byte character cut at the end of `head` is fine
+        text = head[:e.start].decode("utf-8") if e.start >= len(head) - 3 else None
+    if text and all(c.isprintable() or c in "\r\n\t" for c in text):
+        return f"a text file (starting {text[:24]!r})"
+    return "unrecognised binary data"
+
+
+def _is_truncation(e: Exception) -> bool:
+    text = str(e).lower()
+    return isinstance(e, EOFError) or any(w in text for w in ("eof", "truncated", "corrupted"))
+
+
 def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Read a checkpoint safely (`weights_only=True`); accepts a bare state dict or {'model': sd}."""
+    """Read a checkpoint safely (`weights_only=True`); accepts a bare state dict or {'model': sd}.
+    Tells apart: not a PyTorch checkpoint, truncated/corrupted, a pickle that needs code."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(
             f"checkpoint not found: {path}. Pass WEIGHTS=/path/to/mobile_sam.pt, download it from "
             f"{OFFICIAL_URL}, or use WEIGHTS=random to try the pipeline with random weights.")
+    with open(path, "rb") as f:
+        head = f.read(512)
+    kind = sniff(head)
+    if kind not in ("zip", "legacy"):
+        raise CheckpointError(f"{path} is not a PyTorch checkpoint: it looks like {kind}. Pass the "
+                              f"MobileSAM weights (mobile_sam.pt, from {OFFICIAL_URL}).")
+    if kind == "zip" and not zipfile.is_zipfile(path):
+        raise CheckpointError(f"{path} is truncated: it starts like a torch.save zip archive but "
+                              f"has no central directory (an interrupted download or copy?). "
+                              f"Download it again.")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
+        if _is_truncation(e):
+            raise CheckpointError(f"{path} is truncated or corrupted: {_first_line(e)}") from e
         raise CheckpointError(
             f"{path} is a pickle that needs code to load (refused for safety with "
-            f"weights_only=True): {str(e).splitlines()[0]}. Re-save it with "
+            f"weights_only=True): {_first_line(e)}. Re-save it with "
             f"torch.save(model.state_dict(), ...).") from e
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
-        raise CheckpointError(f"{path} is truncated or not a torch checkpoint: {e}") from e
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError) as e:
+        raise CheckpointError(f"{path} is truncated or corrupted ({kind} torch.save layout): "
+                              f"{type(e).__name__}: {_first_line(e)}") from e
     if isinstance(obj, dict) and "model" in obj and isinstance(obj["model"], dict):
         obj = obj["model"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise CheckpointError(f"{path} does not hold a state dict of tensors "
                               f"(found {type(obj).__name__}).")
     return obj
+
+
+def _first_line(e: Exception) -> str:
+    lines = [ln for ln in str(e).splitlines() if ln.strip()]
+    for ln in lines:  # torch's weights_only message: the reason is on a later line
+        if "Unsupported global" in ln or "GLOBAL" in ln:
+            return ln.strip()[:300]
+    return (lines[0] if lines else repr(e))[:300]
+
+
+def check_finite(sd: dict[str, torch.Tensor], origin: str) -> None:
+    """Raise a CheckpointError naming the tensors that hold NaN or infinity."""
+    bad = [k for k, v in sd.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        shown = ", ".join(bad[:5]) + (f" … (+{len(bad) - 5})" if len(bad) > 5 else "")
+        raise CheckpointError(f"{origin}: {len(bad)} tensors hold NaN or infinity: {shown}. "
+                              f"The checkpoint is damaged; download it again.")
 
 
 def check_layout(sd: dict[str, torch.Tensor], model: MobileSAM, origin: str) -> None:
@@ -126,7 +196,10 @@ def check_layout(sd: dict[str, torch.Tensor], model: MobileSAM, origin: str) -> 
         return
     kind = "this is not a MobileSAM (Tiny-ViT) checkpoint"
     if any(k.startswith("image_encoder.blocks.") for k in got):
-        kind = "this looks like a SAM ViT-B/L/H checkpoint, not MobileSAM"
+        width = got.get("image_encoder.pos_embed", (0,))[-1]
+        name = SAM_VIT_WIDTHS.get(width, "ViT-B/L/H")
+        kind = (f"this is a foreign model: a SAM {name} checkpoint (segment-anything's ViT "
+                f"encoder), not MobileSAM (Tiny-ViT)")
     parts = [f"{origin}: {kind}."]
     for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)):
         if keys:
@@ -184,5 +257,6 @@ def load_model(weights: str | os.PathLike | None = None) -> LoadedModel:
     sd = load_state_dict(resolved)
     model = MobileSAM()
     check_layout(sd, model, str(resolved))
+    check_finite(sd, str(resolved))
     model.load_state_dict(sd, strict=True)
     return LoadedModel(model.eval(), str(resolved), sha256_file(resolved), False)

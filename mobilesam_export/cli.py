@@ -9,7 +9,7 @@ import warnings
 from pathlib import Path
 
 from mobilesam_runtime import RandomWeightsWarning
-from mobilesam_runtime.manifest import BundleError, read_manifest
+from mobilesam_runtime.manifest import BundleError, signatures, validate_bundle
 
 from . import exporters
 
@@ -28,7 +28,7 @@ def _reference_for(bundle: Path, weights: str | None):
     a checkpoint must be given and must match the manifest's sha256."""
     from .checkpoint import CheckpointError, load_model
 
-    w = read_manifest(bundle, verify=False)["weights"]
+    w = validate_bundle(bundle, verify=False)["weights"]
     if w.get("random_weights"):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RandomWeightsWarning)
@@ -42,10 +42,11 @@ def _reference_for(bundle: Path, weights: str | None):
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .bundle import ExportOptions, export_bundle
+    from .bundle import ExportOptions, check_out_dir, export_bundle
     from .checkpoint import load_model
 
     formats = exporters.FORMATS if args.format == "all" else (args.format,)
+    check_out_dir(args.out)  # before the (slow) model load
     loaded = load_model(args.weights)
     options = ExportOptions(calibration_dir=args.images, official_decoder=args.official_decoder,
                             image_input=args.image_input, num_slots=args.slots)
@@ -99,26 +100,33 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return bench_main(argv)
 
 
+INSPECT_SUMMARY = ("mask_iou_min", "logits_max_abs", "iou_pred_max_abs", "selection_mismatches",
+                   "encoder_cosine_min")
+
+
 def cmd_inspect(args: argparse.Namespace) -> int:
-    m = read_manifest(args.bundle, verify=True)
+    m = validate_bundle(args.bundle, verify=True)
     if args.json:
         print(json.dumps(m, indent=2))
         return 0
     w = m["weights"]
-    print(f"{args.bundle}: {m['format']} {m['precision']}, exported {m['created']}")
+    print(f"{args.bundle}: {m['format']} {m['precision']}, exported {m.get('created', '?')}")
     print(f"weights: {'RANDOM (pipeline test only)' if w['random_weights'] else w['source']}"
           f"  sha256 {w['sha256']}")
     for name, f in m["files"].items():
         print(f"  {name:32s} {f['bytes'] / 1e6:8.2f} MB  sha256 {f['sha256'][:16]}… (verified)")
-    for graph in ("encoder", "decoder"):
-        for io in ("inputs", "outputs"):
-            for s in m["contract"][graph][io]:
-                print(f"  {graph:8s} {io[:-1]:6s} {s['name']:18s} {str(s['shape']):24s} {s['dtype']}")
+    for graph, sig in signatures(m).items():  # the exported graphs' own shapes
+        for io, tensors in (("input", sig.inputs), ("output", sig.outputs)):
+            for t in tensors:
+                shape = [d if isinstance(d, int) else f"{d.name}:{d.min}..{d.max or ''}"
+                         for d in t.shape]
+                kind = " (image)" if t.kind == "image" else ""
+                print(f"  {graph:8s} {io:6s} {t.name:18s} {str(shape):24s}{kind}")
     p = m.get("parity")
     if p and "summary" in p:
         s = p["summary"]
-        print(f"parity: {'PASS' if p['passed'] else 'FAIL'}  mask IoU min {s['mask_iou_min']:.5f}, "
-              f"logits max abs {s['logits_max_abs']:.3g}, encoder cosine {s['encoder_cosine_min']:.6f}")
+        print(f"parity: {'PASS' if p['passed'] else 'FAIL'}  "
+              + ", ".join(f"{k} {s[k]:.6g}" for k in INSPECT_SUMMARY if k in s))
     elif p:
         print(f"parity: {p}")
     else:
@@ -188,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return args.func(args)
-    except (CheckpointError, BundleError, ParityError, ValueError, FileNotFoundError) as e:
+    except (CheckpointError, BundleError, ParityError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -1,6 +1,8 @@
 """One module per format. Each defines FORMAT, QUANTS, DEFAULT_QUANT (from `formats`) and
-`export(loaded, out_dir, quant, options) -> {"graphs": {...}, "aux_files": [...], "notes": {...}}`;
-a format that cannot run here also defines CAN_RUN_HERE() and CANNOT_RUN_REASON."""
+`export(loaded, out_dir, quant, options) -> {"graphs": {...}, "signatures": {...}, "aux_files": [...],
+"notes": {...}}` (`signatures`: the typed graph signatures the runtimes read, see
+`contract.graph_signature`; `notes`: free-form, for people); a format that cannot run here also
+defines CAN_RUN_HERE() and CANNOT_RUN_REASON."""
 
 from __future__ import annotations
 
@@ -32,3 +34,8 @@ def get(fmt: str) -> ModuleType:
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
     return importlib.import_module(f"{__name__}.{fmt}")
+
+
+def signatures_json(sigs: dict) -> dict:
+    """{role: GraphSignature} -> the manifest's `signatures`."""
+    return {role: sig.to_json() for role, sig in sigs.items()}

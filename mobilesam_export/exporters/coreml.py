@@ -29,7 +29,7 @@ from ..bundle import ExportOptions
 from ..checkpoint import LoadedModel
 from ..graphs import DecoderGraph, EncoderGraph, example_inputs
 from ..metadata import model_metadata
-from . import compresses, decoder_precision
+from . import compresses, decoder_precision, signatures_json
 
 FORMAT = "coreml"
 QUANTS = formats.quants(FORMAT)
@@ -169,15 +169,16 @@ def export(loaded: LoadedModel, out: Path, quant: str, options: ExportOptions) -
         _describe(mlmodel, role, model_metadata(loaded, FORMAT, quant, role), options.image_input)
         mlmodel.save(str(out / graphs[role]))
         verified[role] = verify_spec(out / graphs[role], role, options.image_input)
-    return {"graphs": graphs, "notes": {
+    sigs = {"encoder": contract.graph_signature(
+                "encoder", kinds={"image": "image" if options.image_input else "tensor"}),
+            "decoder": contract.graph_signature(
+                "decoder", {"num_points": contract.Dim("num_points", 1, MAX_POINTS)})}
+    return {"graphs": graphs, "signatures": signatures_json(sigs), "notes": {
         "minimum_deployment_target": "iOS16 / macOS13",
         "compute_precision": "fp32" if quant == "fp32" else "fp16",
         "weights": {"fp32": "fp32", "fp16": "fp16", "int8": "int8 linear symmetric per-channel",
                     "palettize6": "6-bit k-means palette", "palettize4": "4-bit k-means palette"}[quant],
         "decoder_precision": decoder_precision(quant, "fp16"),
-        "encoder_input": ("ImageType RGB 0..255, normalisation baked in" if options.image_input
-                          else "TensorType, normalised as the contract says"),
-        "max_points": MAX_POINTS,
         "verified_on_linux": verified,
         "conversion_warnings": sorted(set(conversion_warnings)),
         "converted_with": {"torch": torch.__version__, "coremltools": ct.__version__},

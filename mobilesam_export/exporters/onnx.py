@@ -21,7 +21,7 @@ from ..calibration import calibration_feeds
 from ..checkpoint import LoadedModel
 from ..graphs import DecoderGraph, EncoderGraph, OfficialDecoderGraph, example_inputs
 from ..metadata import model_metadata
-from . import compresses, decoder_precision
+from . import compresses, decoder_precision, signatures_json
 
 FORMAT = "onnx"
 QUANTS = formats.quants(FORMAT)
@@ -180,4 +180,6 @@ def export(loaded: LoadedModel, out: Path, quant: str, options: ExportOptions) -
         notes["decoder_precision"] = decoder_precision(quant)
     for role, name in graphs.items():
         set_metadata(out / name, model_metadata(loaded, FORMAT, quant, role))
-    return {"graphs": graphs, "notes": notes}
+    # dynamic N (and the official decoder's output size): the contract's unbounded Dims
+    return {"graphs": graphs, "notes": notes,
+            "signatures": signatures_json({r: contract.graph_signature(r) for r in graphs})}

@@ -14,12 +14,14 @@ from pathlib import Path
 import openvino as ov
 from tqdm import tqdm
 
+from mobilesam_runtime import contract
+
 from .. import formats
 from ..bundle import ExportOptions
 from ..calibration import calibration_feeds
 from ..checkpoint import LoadedModel
 from ..metadata import model_metadata
-from . import INT8_DECODER, compresses, decoder_precision
+from . import INT8_DECODER, compresses, decoder_precision, signatures_json
 from . import onnx as onnx_exporter
 
 FORMAT = "openvino"
@@ -72,4 +74,5 @@ def export(loaded: LoadedModel, out: Path, quant: str, options: ExportOptions) -
     }[quant]
     notes["decoder_precision"] = decoder_precision(quant)
     aux = [g.replace(".xml", ".bin") for g in graphs.values()]
-    return {"graphs": graphs, "aux_files": aux, "notes": notes}
+    return {"graphs": graphs, "aux_files": aux, "notes": notes,  # dynamic N, as the ONNX graphs
+            "signatures": signatures_json({r: contract.graph_signature(r) for r in graphs})}

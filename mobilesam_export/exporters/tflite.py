@@ -29,7 +29,7 @@ from ..bundle import ExportOptions
 from ..calibration import calibration_feeds
 from ..checkpoint import LoadedModel
 from ..graphs import DecoderGraph, EncoderGraph, example_inputs
-from . import compresses, decoder_precision
+from . import compresses, decoder_precision, signatures_json
 
 FORMAT = "tflite"
 QUANTS = formats.quants(FORMAT)
@@ -120,6 +120,8 @@ def export(loaded: LoadedModel, out: Path, quant: str, options: ExportOptions) -
     logging.getLogger("absl").setLevel(logging.ERROR)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     checked = {}
+    sigs = {"encoder": contract.graph_signature("encoder"),
+            "decoder": contract.graph_signature("decoder", {"num_points": slots})}
     for role in tqdm(graphs, desc=f"tflite {quant}", unit="graph"):
         module, kwargs = jobs[role]
         path = out / graphs[role]
@@ -130,9 +132,11 @@ def export(loaded: LoadedModel, out: Path, quant: str, options: ExportOptions) -
             _quantize(path, tmp, quant, feeds[0] if feeds else None)
             tmp.replace(path)
         checked[role] = check_runs_in_plain_interpreter(path, slots if role == "decoder" else None)
-    return {"graphs": graphs, "notes": {
+        problems = contract.signature_mismatches(sigs[role], checked[role]["inputs"])
+        if problems:
+            raise RuntimeError(f"{path.name}: {'; '.join(problems)}")
+    return {"graphs": graphs, "signatures": signatures_json(sigs), "notes": {
         "converter": "litert-torch (no TensorFlow, builtin ops only)",
-        "num_slots": slots,
         "unused_slot_label": contract.Label.UNUSED,
         "decoder_precision": "fp16 weights" if quant == "fp16" else decoder_precision(quant),
         "quantization": {

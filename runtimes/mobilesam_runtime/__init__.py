@@ -14,12 +14,12 @@ import warnings
 from pathlib import Path
 
 from .backends import BACKENDS, MissingRuntimeError, import_backend
-from .manifest import BundleError, read_manifest
+from .manifest import BundleError, validate_bundle
 from .predictor import NoImageError, SamPredictor
 
 __version__ = "0.1.0"
-__all__ = ["load", "SamPredictor", "BundleError", "NoImageError", "MissingRuntimeError",
-           "RandomWeightsWarning", "BACKENDS"]
+__all__ = ["load", "validate_bundle", "SamPredictor", "BundleError", "NoImageError",
+           "MissingRuntimeError", "RandomWeightsWarning", "BACKENDS"]
 
 
 class RandomWeightsWarning(UserWarning):
@@ -29,14 +29,15 @@ class RandomWeightsWarning(UserWarning):
 def load(bundle_dir: str | Path, verify: bool = True, **backend_options) -> SamPredictor:
     """A predictor for the bundle at `bundle_dir`; its format picks the backend.
 
-    `verify` checks every file's sha256 against the manifest. Backend options are format-specific
-    (e.g. threads=2 for ONNX/TFLite, device="CPU" for OpenVINO)."""
+    The bundle goes through `validate_bundle` first (schema, paths, sizes, and with `verify`
+    every file's sha256). Backend options are format-specific (e.g. threads=2 for ONNX/TFLite,
+    device="CPU" for OpenVINO). The predictor may be shared across threads (see SamPredictor)."""
     bundle = Path(bundle_dir)
-    manifest = read_manifest(bundle, verify=verify)
-    fmt = manifest.get("format")
+    manifest = validate_bundle(bundle, verify=verify)
+    fmt = manifest["format"]
     if fmt not in BACKENDS:
         raise BundleError(f"{bundle}: unknown format {fmt!r}; known: {', '.join(BACKENDS)}")
-    if manifest.get("weights", {}).get("random_weights"):
+    if manifest["weights"]["random_weights"]:
         warnings.warn(f"{bundle} was exported from RANDOM weights: its masks are meaningless.",
                       RandomWeightsWarning, stacklevel=2)
     module = import_backend(fmt)

@@ -120,3 +120,180 @@ def _spec(s: TensorSpec) -> dict:
     d = asdict(s)
     d["shape"] = list(s.shape)
     return d
+
+
+# -- per-bundle graph signatures ---------------------------------------------------------------
+# The contract names a graph's dynamic dimensions (a str in TensorSpec.shape); an exported graph
+# binds each one either to a fixed size (TFLite's static prompt slots) or to a `Dim` range (ONNX's
+# unbounded N, CoreML's 1..16). The manifest's `signatures` records that per graph, typed, and the
+# runtimes read it instead of free-form notes. A fixed size for `num_points` means prompt slots:
+# the runtime fills unused ones with Label.UNUSED.
+SIGNATURE_ROLES = {
+    "encoder": (ENCODER_INPUTS, ENCODER_OUTPUTS),
+    "decoder": (DECODER_INPUTS, DECODER_OUTPUTS),
+    "decoder_official": (OFFICIAL_DECODER_INPUTS, OFFICIAL_DECODER_OUTPUTS),
+}
+REQUIRED_ROLES = ("encoder", "decoder")
+INPUT_KINDS = ("tensor", "image")  # image: CoreML ImageType, RGB 0..255, normalisation in-graph
+IMAGE_KIND_INPUTS = (("encoder", "image"),)  # the only input that may be an image
+
+
+@dataclass(frozen=True)
+class Dim:
+    """A variable dimension of an exported graph: any size in min..max (max None: unbounded)."""
+
+    name: str
+    min: int = 1
+    max: int | None = None
+
+    def allows(self, n: int) -> bool:
+        return n >= self.min and (self.max is None or n <= self.max)
+
+
+@dataclass(frozen=True)
+class TensorSignature:
+    """One input/output of an exported graph: static ints and `Dim`s; `kind` for inputs."""
+
+    name: str
+    shape: tuple[int | Dim, ...]
+    kind: str = "tensor"
+
+
+@dataclass(frozen=True)
+class GraphSignature:
+    inputs: tuple[TensorSignature, ...]
+    outputs: tuple[TensorSignature, ...]
+
+    def input(self, name: str) -> TensorSignature:
+        return next(t for t in self.inputs if t.name == name)
+
+    def to_json(self) -> dict:
+        def dim(d):
+            return d if isinstance(d, int) else {"name": d.name, "min": d.min, "max": d.max}
+
+        def tensor(t: TensorSignature, with_kind: bool) -> dict:
+            out = {"name": t.name, "shape": [dim(d) for d in t.shape]}
+            return {**out, "kind": t.kind} if with_kind else out
+
+        return {"inputs": [tensor(t, True) for t in self.inputs],
+                "outputs": [tensor(t, False) for t in self.outputs]}
+
+
+def graph_signature(role: str, dims: dict[str, int | Dim] | None = None,
+                    kinds: dict[str, str] | None = None) -> GraphSignature:
+    """The contract's tensors of graph `role` with its named dynamic dimensions bound as exported
+    (`dims`: name -> fixed size or Dim; unnamed ones stay unbounded) and input `kinds`."""
+    dims, kinds = dims or {}, kinds or {}
+    ins, outs = SIGNATURE_ROLES[role]
+
+    def bind(spec: TensorSpec, kind: str) -> TensorSignature:
+        shape = tuple(dims.get(d, Dim(d)) if isinstance(d, str) else d for d in spec.shape)
+        return TensorSignature(spec.name, shape, kind)
+
+    return GraphSignature(tuple(bind(s, kinds.get(s.name, "tensor")) for s in ins),
+                          tuple(bind(s, "tensor") for s in outs))
+
+
+def prompt_points(decoder: GraphSignature) -> int | Dim:
+    """The decoder's prompt-token dimension: a fixed slot count, or the Dim it accepts."""
+    return decoder.input("point_coords").shape[1]
+
+
+def _is_int(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _parse_dim(raw, want: int | str, where: str) -> int | Dim:
+    if isinstance(want, int):
+        if not (_is_int(raw) and raw == want):
+            raise ValueError(f"{where} must be {want}, got {raw!r}")
+        return raw
+    if _is_int(raw):
+        if raw < 1:
+            raise ValueError(f"{where} ({want}) must be >= 1, got {raw}")
+        return raw
+    if not isinstance(raw, dict):
+        raise ValueError(f"{where} ({want}) must be a size or {{name, min, max}}, got {raw!r}")
+    lo, hi = raw.get("min"), raw.get("max")
+    if raw.get("name") != want:
+        raise ValueError(f"{where}: dimension name must be {want!r}, got {raw.get('name')!r}")
+    if not (_is_int(lo) and lo >= 1) or not (hi is None or (_is_int(hi) and hi >= lo)):
+        raise ValueError(f"{where} ({want}): need integer min >= 1 and max >= min or null, "
+                         f"got min={lo!r} max={hi!r}")
+    return Dim(want, lo, hi)
+
+
+def _parse_tensors(raw, specs: tuple[TensorSpec, ...], role: str, io: str) -> tuple:
+    where = f"signatures.{role}.{io}"
+    if not isinstance(raw, list) or not all(isinstance(t, dict) for t in raw) \
+            or [t.get("name") for t in raw] != [s.name for s in specs]:
+        raise ValueError(f"{where} must list {[s.name for s in specs]} in that order")
+    out = []
+    for t, spec in zip(raw, specs):
+        tw = f"{where}.{spec.name}"
+        shape = t.get("shape")
+        if not isinstance(shape, list) or len(shape) != len(spec.shape):
+            raise ValueError(f"{tw}.shape must be a list of {len(spec.shape)} dimensions, "
+                             f"got {shape!r}")
+        dims = tuple(_parse_dim(d, w, f"{tw}.shape[{i}]") for i, (d, w) in
+                     enumerate(zip(shape, spec.shape)))
+        kind = t.get("kind", "tensor") if io == "inputs" else "tensor"
+        if kind not in INPUT_KINDS:
+            raise ValueError(f"{tw}.kind must be one of {INPUT_KINDS}, got {kind!r}")
+        if kind == "image" and (role, spec.name) not in IMAGE_KIND_INPUTS:
+            raise ValueError(f"{tw}.kind: only the encoder's image may be an image input")
+        out.append(TensorSignature(spec.name, dims, kind))
+    return tuple(out)
+
+
+def parse_signatures(raw) -> dict[str, GraphSignature]:
+    """Typed signatures from a manifest's `signatures`; ValueError naming the field otherwise.
+    Each named dimension must be bound the same way everywhere in its graph."""
+    if not isinstance(raw, dict):
+        raise ValueError(f"signatures must be an object, got {type(raw).__name__}")
+    missing = [r for r in REQUIRED_ROLES if r not in raw]
+    unknown = sorted(set(raw) - set(SIGNATURE_ROLES))
+    if missing or unknown:
+        raise ValueError(f"signatures: missing {missing}, unknown {unknown} (roles: "
+                         f"{', '.join(SIGNATURE_ROLES)})")
+    out = {}
+    for role, g in raw.items():
+        if not isinstance(g, dict):
+            raise ValueError(f"signatures.{role} must be an object, got {type(g).__name__}")
+        ins, outs = SIGNATURE_ROLES[role]
+        sig = GraphSignature(_parse_tensors(g.get("inputs"), ins, role, "inputs"),
+                             _parse_tensors(g.get("outputs"), outs, role, "outputs"))
+        bound: dict[str, int | Dim] = {}
+        for t, spec in zip(sig.inputs, ins):
+            for d, w in zip(t.shape, spec.shape):
+                if isinstance(w, str) and bound.setdefault(w, d) != d:
+                    raise ValueError(f"signatures.{role}: dimension {w!r} is {bound[w]} in one "
+                                     f"input and {d} in {t.name}")
+        out[role] = sig
+    return out
+
+
+def signature_mismatches(sig: GraphSignature, actual: dict[str, tuple[int | None, ...]]) -> list[str]:
+    """Differences between a signature's inputs and a loaded graph's (None = dynamic dimension)."""
+    if set(actual) != {t.name for t in sig.inputs}:
+        return [f"inputs {sorted(actual)} != {sorted(t.name for t in sig.inputs)}"]
+    problems = []
+    for t in sig.inputs:
+        got = tuple(actual[t.name])
+        want = tuple(d if isinstance(d, int) else None for d in t.shape)
+        if len(got) != len(want) or any(g != w for g, w in zip(got, want)):
+            problems.append(f"{t.name} has shape {list(got)}, the manifest says {list(want)} "
+                            f"(None = dynamic)")
+    return problems
+
+
+def feeds(specs: tuple[TensorSpec, ...], *arrays) -> dict:
+    """{contract name: array} for a graph's inputs given in contract order."""
+    if len(arrays) != len(specs):
+        raise ValueError(f"expected {len(specs)} inputs ({', '.join(s.name for s in specs)}), "
+                         f"got {len(arrays)}")
+    return {s.name: a for s, a in zip(specs, arrays)}
+
+
+def names(specs: tuple[TensorSpec, ...]) -> list[str]:
+    return [s.name for s in specs]

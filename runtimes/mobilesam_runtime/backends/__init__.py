@@ -29,3 +29,14 @@ def import_backend(fmt: str) -> ModuleType:
         raise MissingRuntimeError(
             f"{fmt} bundles need {library}, which is not installed: "
             f'pip install "mobilesam-runtime[{extra}]"') from e
+
+
+def check_signature(bundle_dir, role: str, sig, actual: dict[str, tuple]) -> None:
+    """BundleError unless a loaded graph's input shapes are its manifest signature's."""
+    from ..contract import signature_mismatches
+    from ..manifest import BundleError
+
+    problems = signature_mismatches(sig, actual)
+    if problems:
+        raise BundleError(f"{bundle_dir}: the {role} graph does not match the manifest's "
+                          f"signature: {'; '.join(problems)}")

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import contract
-from ..manifest import BundleError
+from ..manifest import BundleError, signatures
 
 COMPUTE_UNITS = ("ALL", "CPU_ONLY", "CPU_AND_GPU", "CPU_AND_NE")
 
@@ -20,6 +20,7 @@ class CoreMLBackend:
     """Runs encoder.mlpackage / decoder.mlpackage with the chosen compute units."""
 
     max_points = None  # dynamic 1..point_limit (RangeDim); decode() refuses more
+    thread_safe = False
 
     def __init__(self, bundle_dir: Path, manifest: dict, compute_units: str = "ALL") -> None:
         if sys.platform != "darwin":
@@ -32,11 +33,15 @@ class CoreMLBackend:
         if compute_units not in COMPUTE_UNITS:
             raise ValueError(f"compute_units must be one of {', '.join(COMPUTE_UNITS)}")
         units = getattr(ct.ComputeUnit, compute_units)
-        files = manifest["graphs"]
+        files, sigs = manifest["graphs"], signatures(manifest)
+        points = contract.prompt_points(sigs["decoder"])
+        if not isinstance(points, contract.Dim) or points.max is None:
+            raise BundleError(f"{bundle_dir}: a Core ML decoder takes a bounded point range; the "
+                              f"manifest says {points}")
+        self.image_input = sigs["encoder"].input("image").kind == "image"
+        self.point_limit = points.max
         self.encoder = ct.models.MLModel(str(bundle_dir / files["encoder"]), compute_units=units)
         self.decoder = ct.models.MLModel(str(bundle_dir / files["decoder"]), compute_units=units)
-        self.image_input = "ImageType" in manifest.get("notes", {}).get("encoder_input", "")
-        self.point_limit = manifest.get("notes", {}).get("max_points", 16)
 
     def encode(self, image: np.ndarray) -> np.ndarray:
         if self.image_input:
@@ -48,17 +53,17 @@ class CoreMLBackend:
             feed = Image.fromarray(rgb.transpose(1, 2, 0))
         else:
             feed = image
-        return np.asarray(self.encoder.predict({"image": feed})["image_embeddings"], np.float32)
+        out = self.encoder.predict(contract.feeds(contract.ENCODER_INPUTS, feed))
+        return np.asarray(out["image_embeddings"], np.float32)
 
     def decode(self, image_embeddings, point_coords, point_labels, mask_input, has_mask_input):
         if point_coords.shape[1] > self.point_limit:
             raise ValueError(f"{point_coords.shape[1]} prompt tokens exceed this Core ML "
                              f"decoder's {self.point_limit}")
-        out = self.decoder.predict({"image_embeddings": image_embeddings,
-                                    "point_coords": point_coords, "point_labels": point_labels,
-                                    "mask_input": mask_input, "has_mask_input": has_mask_input})
-        return (np.asarray(out["iou_predictions"], np.float32),
-                np.asarray(out["low_res_masks"], np.float32))
+        out = self.decoder.predict(contract.feeds(contract.DECODER_INPUTS, image_embeddings,
+                                                  point_coords, point_labels, mask_input,
+                                                  has_mask_input))
+        return tuple(np.asarray(out[n], np.float32) for n in contract.names(contract.DECODER_OUTPUTS))
 
 
 Backend = CoreMLBackend

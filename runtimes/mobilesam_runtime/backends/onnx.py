@@ -7,11 +7,16 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from .. import contract
+from ..manifest import BundleError, signatures
+from . import check_signature
+
 
 class OnnxBackend:
     """Runs encoder.onnx / decoder.onnx with ONNX Runtime (CPU by default)."""
 
     max_points = None
+    thread_safe = True  # InferenceSession.run may be called from several threads
 
     def __init__(self, bundle_dir: Path, manifest: dict, threads: int | None = None,
                  providers: list[str] | None = None) -> None:
@@ -20,22 +25,26 @@ class OnnxBackend:
         if threads:
             opts.intra_op_num_threads = threads
         providers = providers or ["CPUExecutionProvider"]
-        files = manifest["graphs"]
+        files, sigs = manifest["graphs"], signatures(manifest)
         self.encoder = ort.InferenceSession(str(bundle_dir / files["encoder"]), opts,
                                             providers=providers)
         self.decoder = ort.InferenceSession(str(bundle_dir / files["decoder"]), opts,
                                             providers=providers)
-        self._dec_inputs = [i.name for i in self.decoder.get_inputs()]
+        for role, session in (("encoder", self.encoder), ("decoder", self.decoder)):
+            check_signature(bundle_dir, role, sigs[role], {
+                i.name: tuple(d if isinstance(d, int) else None for d in i.shape)
+                for i in session.get_inputs()})
+        if not isinstance(contract.prompt_points(sigs["decoder"]), contract.Dim):
+            raise BundleError(f"{bundle_dir}: ONNX decoders take a dynamic number of points")
 
     def encode(self, image: np.ndarray) -> np.ndarray:
-        return self.encoder.run(["image_embeddings"], {"image": image})[0]
+        return self.encoder.run(contract.names(contract.ENCODER_OUTPUTS),
+                                contract.feeds(contract.ENCODER_INPUTS, image))[0]
 
     def decode(self, image_embeddings, point_coords, point_labels, mask_input, has_mask_input):
-        feeds = {"image_embeddings": image_embeddings, "point_coords": point_coords,
-                 "point_labels": point_labels, "mask_input": mask_input,
-                 "has_mask_input": has_mask_input}
-        iou, low = self.decoder.run(["iou_predictions", "low_res_masks"],
-                                    {k: feeds[k] for k in self._dec_inputs})
+        feeds = contract.feeds(contract.DECODER_INPUTS, image_embeddings, point_coords,
+                               point_labels, mask_input, has_mask_input)
+        iou, low = self.decoder.run(contract.names(contract.DECODER_OUTPUTS), feeds)
         return iou, low
 
 

@@ -7,6 +7,10 @@ from pathlib import Path
 import numpy as np
 import openvino as ov
 
+from .. import contract
+from ..manifest import signatures
+from . import check_signature
+
 # f32 for parity; bf16 (the CPU plugin's default on AVX-512-BF16/AMX CPUs) or f16 for speed.
 PRECISIONS = ("f32", "bf16", "f16")
 
@@ -15,6 +19,7 @@ class OpenVinoBackend:
     """Compiles encoder.xml / decoder.xml on `device` with an explicit inference precision."""
 
     max_points = None
+    thread_safe = False  # one infer request per graph: the predictor serialises calls
 
     def __init__(self, bundle_dir: Path, manifest: dict, device: str = "CPU",
                  precision: str = "f32", threads: int | None = None) -> None:
@@ -32,20 +37,27 @@ class OpenVinoBackend:
         self.device, self.precision = device, precision
         if base == "AUTO":  # AUTO picks the device and its precision: record that, not a hint
             config, self.precision = {}, "device default (AUTO)"
-        files = manifest["graphs"]
+        files, sigs = manifest["graphs"], signatures(manifest)
         self.encoder = core.compile_model(str(bundle_dir / files["encoder"]), device, config)
         self.decoder = core.compile_model(str(bundle_dir / files["decoder"]), device, config)
+        for role, compiled in (("encoder", self.encoder), ("decoder", self.decoder)):
+            wanted = [t.name for t in sigs[role].inputs]  # a port may carry several names
+            check_signature(bundle_dir, role, sigs[role], {
+                next((n for n in wanted if n in i.get_names()), i.get_any_name()):
+                    tuple(d.get_length() if d.is_static else None for d in i.get_partial_shape())
+                for i in compiled.inputs})
         self._enc_req = self.encoder.create_infer_request()
         self._dec_req = self.decoder.create_infer_request()
 
     def encode(self, image: np.ndarray) -> np.ndarray:
-        return self._enc_req.infer({"image": image})["image_embeddings"].copy()
+        res = self._enc_req.infer(contract.feeds(contract.ENCODER_INPUTS, image))
+        return res["image_embeddings"].copy()
 
     def decode(self, image_embeddings, point_coords, point_labels, mask_input, has_mask_input):
-        res = self._dec_req.infer({"image_embeddings": image_embeddings,
-                                   "point_coords": point_coords, "point_labels": point_labels,
-                                   "mask_input": mask_input, "has_mask_input": has_mask_input})
-        return res["iou_predictions"].copy(), res["low_res_masks"].copy()
+        res = self._dec_req.infer(contract.feeds(contract.DECODER_INPUTS, image_embeddings,
+                                                 point_coords, point_labels, mask_input,
+                                                 has_mask_input))
+        return tuple(res[name].copy() for name in contract.names(contract.DECODER_OUTPUTS))
 
 
 Backend = OpenVinoBackend

@@ -8,6 +8,10 @@ from pathlib import Path
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
+from .. import contract
+from ..manifest import BundleError, signatures
+from . import check_signature
+
 SIGNATURE = "serving_default"
 
 
@@ -15,17 +19,28 @@ class LiteRtBackend:
     """Runs encoder.tflite / decoder.tflite (XNNPACK on CPU). The decoder has fixed prompt slots;
     the predictor fills unused ones with Label.UNUSED, which the graph masks out."""
 
+    thread_safe = False  # an Interpreter is not: the predictor serialises calls
+
     def __init__(self, bundle_dir: Path, manifest: dict, threads: int | None = None) -> None:
         if threads is not None and threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
         threads = threads or os.cpu_count() or 1  # explicit: the interpreter default may be 1
-        files = manifest["graphs"]
+        files, sigs = manifest["graphs"], signatures(manifest)
+        slots = contract.prompt_points(sigs["decoder"])
+        if not isinstance(slots, int):
+            raise BundleError(f"{bundle_dir}: a TFLite decoder has fixed prompt slots; the "
+                              f"manifest says {slots}")
         self.threads = threads
-        self.max_points = int(manifest["notes"]["num_slots"])
+        self.max_points = slots
         self._enc = Interpreter(str(bundle_dir / files["encoder"]), num_threads=threads)
         self._dec = Interpreter(str(bundle_dir / files["decoder"]), num_threads=threads)
         self.encoder = self._enc.get_signature_runner(SIGNATURE)
         self.decoder = self._dec.get_signature_runner(SIGNATURE)
+        for role, runner in (("encoder", self.encoder), ("decoder", self.decoder)):
+            check_signature(bundle_dir, role, sigs[role], {
+                name: tuple(int(d) if d >= 0 else None
+                            for d in detail.get("shape_signature", detail["shape"]))
+                for name, detail in runner.get_input_details().items()})
 
     @staticmethod
     def _run(runner, **inputs) -> dict[str, np.ndarray]:
@@ -50,13 +65,14 @@ class LiteRtBackend:
         return result
 
     def encode(self, image: np.ndarray) -> np.ndarray:
-        return self._run(self.encoder, image=image)["image_embeddings"]
+        return self._run(self.encoder, **contract.feeds(contract.ENCODER_INPUTS, image))[
+            "image_embeddings"]
 
     def decode(self, image_embeddings, point_coords, point_labels, mask_input, has_mask_input):
-        out = self._run(self.decoder, image_embeddings=image_embeddings, point_coords=point_coords,
-                        point_labels=point_labels, mask_input=mask_input,
-                        has_mask_input=has_mask_input)
-        return out["iou_predictions"], out["low_res_masks"]
+        out = self._run(self.decoder, **contract.feeds(
+            contract.DECODER_INPUTS, image_embeddings, point_coords, point_labels, mask_input,
+            has_mask_input))
+        return tuple(out[name] for name in contract.names(contract.DECODER_OUTPUTS))
 
 
 Backend = LiteRtBackend
