@@ -4,8 +4,8 @@ the parity checker and the benchmarks treat a web bundle like any other."""
 
 from __future__ import annotations
 
+import atexit
 import base64
-import json
 import os
 import shutil
 from pathlib import Path
@@ -26,8 +26,18 @@ HARNESS_HTML = b"""<!doctype html><meta charset="utf-8"><title>mobilesam driver<
 import * as mobilesam from './mobilesam.js';
 window.mobilesam = mobilesam;
 window.b64 = {
-  enc(bytes) { let s = ''; for (let i = 0; i < bytes.length; i += 0x8000) s += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000)); return btoa(s); },
-  dec(str) { const s = atob(str), out = new Uint8Array(s.length); for (let i = 0; i < s.length; i++) out[i] = s.charCodeAt(i); return out; },
+  enc(bytes) {
+    let s = '';
+    for (let i = 0; i < bytes.length; i += 0x8000) {
+      s += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
+    }
+    return btoa(s);
+  },
+  dec(str) {
+    const s = atob(str), out = new Uint8Array(s.length);
+    for (let i = 0; i < s.length; i++) out[i] = s.charCodeAt(i);
+    return out;
+  },
 };
 window.driverReady = true;
 </script>"""
@@ -55,22 +65,47 @@ def _unb64(s: str, dtype) -> np.ndarray:
     return np.frombuffer(base64.b64decode(s), dtype=dtype)
 
 
+_SHARED: dict = {"playwright": None, "browser": None}
+
+
+def _shutdown() -> None:
+    for key, stop in (("browser", "close"), ("playwright", "stop")):
+        obj, _SHARED[key] = _SHARED[key], None
+        if obj is not None:
+            try:
+                getattr(obj, stop)()
+            except Exception:  # already gone at interpreter exit
+                pass
+
+
+def shared_browser():
+    """One headless Chromium per process (playwright's sync API allows one driver per thread);
+    each WebPage gets its own browser context. Closed at exit."""
+    from playwright.sync_api import sync_playwright
+
+    if _SHARED["browser"] is None or not _SHARED["browser"].is_connected():
+        if _SHARED["playwright"] is None:
+            _SHARED["playwright"] = sync_playwright().start()
+            atexit.register(_shutdown)
+        _SHARED["browser"] = _SHARED["playwright"].chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=list(CHROMIUM_ARGS))
+    return _SHARED["browser"]
+
+
 class WebPage:
-    """Server + headless Chromium + one page of the bundle's harness. Close with .close()."""
+    """A server for the bundle + a fresh page of the harness in the shared headless Chromium.
+    Close with .close() (the page's context and the server; the browser stays for the next)."""
 
     def __init__(self, bundle_dir: str | Path, isolate: bool = True) -> None:
         if not chromium_available():
             raise WebDriverError(f"headless Chromium is not available ({CHROMIUM}): {INSTALL_HINT}")
-        from playwright.sync_api import sync_playwright
-
         self.server, self.url = start_background(bundle_dir, isolate=isolate,
                                                  extra={HARNESS: ("text/html; charset=utf-8", HARNESS_HTML)})
         self.console: list[str] = []
+        self.context = None
         try:
-            self._pw = sync_playwright().start()
-            self.browser = self._pw.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                                    args=list(CHROMIUM_ARGS))
-            self.page = self.browser.new_page()
+            self.context = shared_browser().new_context()
+            self.page = self.context.new_page()
             self.page.set_default_timeout(TIMEOUT_MS)
             self.page.on("console", lambda m: self.console.append(f"{m.type}: {m.text}"))
             self.page.on("pageerror", lambda e: self.console.append(f"pageerror: {e}"))
@@ -94,14 +129,12 @@ class WebPage:
             raise WebDriverError(str(e).splitlines()[0]) from e
 
     def close(self) -> None:
-        for step in ("browser", "_pw"):
-            obj = getattr(self, step, None)
-            if obj is not None:
-                try:
-                    obj.close() if step == "browser" else obj.stop()
-                except Exception:  # already gone
-                    pass
-                setattr(self, step, None)
+        if self.context is not None:
+            try:
+                self.context.close()
+            except Exception:  # the browser is gone already
+                pass
+            self.context = None
         self.server.shutdown()
         self.server.server_close()
 
@@ -137,7 +170,8 @@ class WebPredictor:
 
     def set_image(self, image: np.ndarray) -> None:
         """HxWx3 uint8 RGB, sent to the page as an ImageData."""
-        if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        if not (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3
+                and image.shape[2] == 3):
             raise ValueError("image must be an HxWx3 uint8 RGB array")
         h, w = image.shape[:2]
         rgba = np.concatenate([image, np.full((h, w, 1), 255, np.uint8)], axis=2)
@@ -148,7 +182,8 @@ class WebPredictor:
         self._size = (h, w)
 
     def get_image_embedding(self) -> np.ndarray:
-        data = self.web.evaluate("async () => b64.enc(new Uint8Array((await pred.getImageEmbedding()).buffer))")
+        data = self.web.evaluate(
+            "async () => b64.enc(new Uint8Array((await pred.getImageEmbedding()).buffer))")
         return _unb64(data, np.float32).reshape(1, 256, 64, 64).copy()
 
     @property
@@ -160,8 +195,9 @@ class WebPredictor:
         if self._size is None:
             raise ValueError("set_image() first")
         emb = np.asarray(embedding, np.float32).reshape(-1)
-        self.web.evaluate("async ([d, w, h]) => pred.setImageEmbedding(new Float32Array(b64.dec(d).buffer), w, h)",
-                          [_b64(emb), self._size[1], self._size[0]])
+        self.web.evaluate(
+            "async ([d, w, h]) => pred.setImageEmbedding(new Float32Array(b64.dec(d).buffer), w, h)",
+            [_b64(emb), self._size[1], self._size[0]])
 
     def predict(self, point_coords=None, point_labels=None, box=None, mask_input=None,
                 multimask_output: bool = True, return_logits: bool = False):
@@ -194,5 +230,46 @@ def load(bundle_dir: str | Path, **options) -> WebPredictor:
     return WebPredictor(bundle_dir, **options)
 
 
-def describe(info: dict) -> str:
-    return json.dumps(info, sort_keys=True)
+def demo_screenshot(bundle_dir: str | Path, image_path: str | Path, out_png: str | Path,
+                    clicks: tuple[tuple[float, float], ...] = ((0.278, 0.3125),),
+                    box: tuple[float, float, float, float] | None = None) -> dict:
+    """Open the bundle's index.html, load an image through its file picker, click the given
+    points (fractions of the image), optionally drag a box, and save a screenshot. Returns what
+    the page shows (status, mask buttons, times, overlay pixels)."""
+    web = WebPage(bundle_dir)
+    try:
+        page = web.page
+        page.set_viewport_size({"width": 1280, "height": 760})
+        web.goto("index.html")
+        page.wait_for_function("window.mobilesamReady === true || window.mobilesamError !== undefined")
+        if page.evaluate("window.mobilesamError"):
+            raise WebDriverError(page.evaluate("window.mobilesamError"))
+        page.set_input_files("#file", str(image_path))
+        page.wait_for_function("window.mobilesamImageSet === true")
+        r = page.locator("#overlay").bounding_box()
+        n = 0
+        for fx, fy in clicks:
+            page.mouse.click(r["x"] + fx * r["width"], r["y"] + fy * r["height"])
+            n += 1
+            page.wait_for_function(f"(window.mobilesamPredictions || 0) >= {n}")
+        if box is not None:
+            x0, y0, x1, y1 = box
+            page.mouse.move(r["x"] + x0 * r["width"], r["y"] + y0 * r["height"])
+            page.mouse.down()
+            page.mouse.move(r["x"] + x1 * r["width"], r["y"] + y1 * r["height"], steps=8)
+            page.mouse.up()
+            n += 1
+            page.wait_for_function(f"(window.mobilesamPredictions || 0) >= {n}")
+        shown = page.evaluate("""() => {
+            const o = document.getElementById('overlay');
+            const d = o.getContext('2d').getImageData(0, 0, o.width, o.height).data;
+            let masked = 0; for (let i = 3; i < d.length; i += 4) if (d[i] === 120) masked++;
+            return {status: document.getElementById('status').textContent,
+                    buttons: [...document.querySelectorAll('#masks button')].map((b) => b.textContent),
+                    times: document.getElementById('times').innerText,
+                    error: document.getElementById('error').textContent,
+                    masked_fraction: masked / (o.width * o.height)}; }""")
+        page.screenshot(path=str(out_png))
+        return shown
+    finally:
+        web.close()

@@ -30,7 +30,8 @@ QUANTS = formats.quants(FORMAT)
 DEFAULT_QUANT = formats.default_quant(FORMAT)
 
 ORT_WEB_VERSION = "1.30.0"  # `npm view onnxruntime-web versions`; bump with a green web parity run
-ORT_WEB_INTEGRITY = ("sha512-q0y+JrrtukXSzsBWEMccVfqX25LRmosXHF+CaRJmg8pZClzcV7svNc4rKY3jL02Vb7QmRMDs1SigqR4CXAfKYQ==")
+ORT_WEB_INTEGRITY = ("sha512-q0y+JrrtukXSzsBWEMccVfqX25LRmosXHF+CaRJmg8pZClzcV7svNc4rKY3jL02Vb7Qm"
+                     "RMDs1SigqR4CXAfKYQ==")
 # What the page loads from the package: the WASM build (CPU) and the WebGPU build (which also
 # runs on WASM; loaded only where navigator.gpu exists). Source maps and other builds are left out.
 ORT_FILES = ("ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm",
@@ -151,7 +152,8 @@ def write_selfcheck(out: Path, graphs: dict[str, str], quant: str) -> None:
         "point": list(point),
         "iou_predictions": [float(v) for v in iou[0]],
         "sample_stride": SELFCHECK_STRIDE,
-        "low_res_samples": [round(float(v), 6) for v in masks[0, :, ::SELFCHECK_STRIDE, ::SELFCHECK_STRIDE].ravel()],
+        "low_res_samples": [round(float(v), 6)
+                            for v in masks[0, :, ::SELFCHECK_STRIDE, ::SELFCHECK_STRIDE].ravel()],
         "low_res_sign_b64": base64.b64encode(np.packbits((masks[0] > 0).ravel())).decode(),
         "tolerance": SELFCHECK_TOLERANCE[family],
     }
