@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mobilesam_runtime import transforms
 from mobilesam_runtime.manifest import read_manifest
 
 from .serve import start_background
@@ -24,7 +25,9 @@ HARNESS = "/_driver.html"
 HARNESS_HTML = b"""<!doctype html><meta charset="utf-8"><title>mobilesam driver</title>
 <script type="module">
 import * as mobilesam from './mobilesam.js';
+import * as transforms from './transforms.js';
 window.mobilesam = mobilesam;
+window.transforms = transforms;
 window.b64 = {
   enc(bytes) {
     let s = '';
@@ -145,8 +148,10 @@ class WebPredictor:
     them (mobilesam.js thresholds in the page), whatever `return_logits` says."""
 
     def __init__(self, bundle_dir: str | Path, threads: int | str = "auto", execution_provider: str = "wasm",
-                 isolate: bool = True, self_check: bool = False) -> None:
+                 isolate: bool = True, self_check: bool = False, check_preprocess: bool = True) -> None:
         self.bundle_dir = Path(bundle_dir)
+        self.check_preprocess = check_preprocess
+        self.preprocess_max_abs: float | None = None  # page's encoder input vs the Python runtime's
         self.manifest = read_manifest(self.bundle_dir, verify=True)
         self.web = WebPage(self.bundle_dir, isolate=isolate)
         self.timings: dict[str, float] = {}
@@ -175,11 +180,26 @@ class WebPredictor:
             raise ValueError("image must be an HxWx3 uint8 RGB array")
         h, w = image.shape[:2]
         rgba = np.concatenate([image, np.full((h, w, 1), 255, np.uint8)], axis=2)
-        self.timings = self.web.evaluate(
-            """async ([data, w, h]) => {
-                 await pred.setImage(new ImageData(new Uint8ClampedArray(b64.dec(data).buffer), w, h));
-                 return pred.timings; }""", [_b64(rgba), w, h])
+        out = self.web.evaluate(
+            """async ([data, w, h, check]) => {
+                 const img = new ImageData(new Uint8ClampedArray(b64.dec(data).buffer), w, h);
+                 await pred.setImage(img);
+                 const c = pred.manifest.contract;
+                 const x = check ? transforms.preprocess(img.data, w, h, c.pixel_mean, c.pixel_std).tensor
+                                 : null;
+                 return {timings: pred.timings, x: x && b64.enc(new Uint8Array(x.buffer))}; }""",
+            [_b64(rgba), w, h, self.check_preprocess])
+        self.timings = out["timings"]
         self._size = (h, w)
+        if out["x"] is not None:  # transforms.js (as the worker runs it) vs mobilesam_runtime.transforms
+            want = transforms.normalize_and_pad(transforms.resize_image(image))
+            got = _unb64(out["x"], np.float32).reshape(want.shape)
+            diff = float(np.abs(got - want).max())
+            self.preprocess_max_abs = max(diff, self.preprocess_max_abs or 0.0)
+
+    def extra_summary(self) -> dict:
+        """For the parity report: the worst pre-processing difference seen by set_image."""
+        return {} if self.preprocess_max_abs is None else {"preprocess_max_abs": self.preprocess_max_abs}
 
     def get_image_embedding(self) -> np.ndarray:
         data = self.web.evaluate(

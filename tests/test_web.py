@@ -141,7 +141,29 @@ def test_web_bundle_exports_and_passes_its_gate_in_chromium(web_bundle):
     assert p["gate"]["mask_iou_min"] >= 0.999
     s = p["summary"]
     assert s["logits_max_abs"] <= 2e-4 and s["iou_pred_max_abs"] <= 1e-3 and s["mask_iou_min"] >= 0.999
+    assert p["gate"]["preprocess_max_abs"] == 0.0 and s["preprocess_max_abs"] == 0.0  # bit-exact input
     assert len(p["images"]) == 3 and len(p["prompts"]) == 21
+
+
+def test_a_resize_bug_fails_the_web_gate(web_bundle, tmp_path, loaded):
+    """A consistent bundle (hashes updated) whose resize skips PIL's antialiasing: on random
+    weights the outputs barely move, the exact pre-processing check fails it."""
+    from mobilesam_export import parity
+    from mobilesam_runtime.manifest import sha256_file
+
+    bundle = tmp_path / "web-fp32"
+    shutil.copytree(web_bundle, bundle)
+    src = (bundle / "transforms.js").read_text()
+    buggy = src.replace("const filterscale = scale < 1.0 ? 1.0 : scale;", "const filterscale = 1.0;")
+    assert buggy != src
+    (bundle / "transforms.js").write_text(buggy)
+    m = json.loads((bundle / "manifest.json").read_text())
+    m["files"]["transforms.js"]["sha256"] = sha256_file(bundle / "transforms.js")
+    (bundle / "manifest.json").write_text(json.dumps(m))
+    report = parity.run_parity(bundle, loaded.model, limit=1)
+    assert not report["passed"]
+    assert [f for f in report["failures"] if f.startswith("preprocess_max_abs")], report["failures"]
+    assert report["summary"]["mask_iou_min"] >= 0.999  # what mask IoU alone would have let through
 
 
 def test_page_uses_threads_only_when_cross_origin_isolated(web_bundle, page_predictor):
