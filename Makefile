@@ -1,5 +1,5 @@
 # mobilesam-export — everything runs inside .venv (created on first use).
-#   make export FORMAT=onnx|coreml|tflite|openvino|all QUANT=... WEIGHTS=path|random OUT=exports
+#   make export FORMAT=onnx|coreml|tflite|openvino|web|all QUANT=... WEIGHTS=path|random OUT=exports
 #   make parity FORMAT=... QUANT=...     make bench FORMAT=... QUANT=...     make test
 # Paths may contain spaces (OUT="my exports"); FORMAT/QUANT are checked before anything installs.
 PYTHON  ?= python3
@@ -51,10 +51,17 @@ parity: check-args $(STAMP)
 	  $(if $(WEIGHTS),--weights "$(WEIGHTS)") $(ARGS)
 
 # Needs only the runtime and the bundle's library, as on a device: mobilesam-bench.
+# web: in headless Chromium beside Python onnxruntime (benchmarks/web.py).
 bench: check-args
+ifeq ($(FORMAT),web)
+	@$(MAKE) --no-print-directory "$(STAMP)"
+	$(BIN)/python -m benchmarks.web "$(OUT)/web-$$($(FORMATS) quant web '$(QUANT)')" \
+	  --out "benchmarks/results/latest" $(ARGS)
+else
 	@$(MAKE) --no-print-directory "$(VENV)/.runtime-$(FORMAT)"
 	$(BIN)/mobilesam-bench "$(OUT)/$(FORMAT)-$$($(FORMATS) quant '$(FORMAT)' '$(QUANT)')" \
 	  --out "benchmarks/results/latest" $(ARGS)
+endif
 
 # Every format/precision that runs here, the eager PyTorch baseline beside them, one report.
 bench-all: $(VENV)/.installed-all

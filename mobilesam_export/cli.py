@@ -20,6 +20,7 @@ EPILOG = """examples:
   mobilesam-export parity exports/onnx-fp32
   mobilesam-export bench exports/onnx-fp32 exports/openvino-int8
   mobilesam-export inspect exports/onnx-fp32
+  mobilesam-export serve exports/web-fp32 --port 8000     # then open http://127.0.0.1:8000/
 """
 
 
@@ -134,6 +135,18 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .serve import serve
+
+    try:
+        serve(args.bundle, args.host, args.port)
+    except OSError as e:
+        raise ValueError(f"cannot serve on {args.host}:{args.port}: {e.strerror or e}") from e
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mobilesam-export", formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -147,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--quant", "-q", default=None,
                    help="precision: onnx fp32|fp16|int8|int8-static; openvino fp32|fp16|int8|"
                         "int8-weights; coreml fp32|fp16|int8|palettize6|palettize4; tflite "
-                        "fp32|fp16|int8|int8-static (default: the format's default)")
+                        "fp32|fp16|int8|int8-static; web fp32|fp16|int8 (default: the format's default)")
     e.add_argument("--weights", "-w", default=None,
                    help="checkpoint path, or 'random' for seeded random weights (default: "
                         "weights/mobile_sam.pt, downloaded when absent)")
@@ -181,6 +194,13 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("summary", help="markdown table of bundles' recorded sizes and parity")
     t.add_argument("bundles", nargs="+")
     t.set_defaults(func=cmd_summary)
+
+    s = sub.add_parser("serve", help="serve a web bundle with the headers WASM threads need (COOP/COEP)")
+    s.add_argument("bundle", help="a web bundle folder, e.g. exports/web-fp32")
+    s.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
+    s.add_argument("--host", default="127.0.0.1",
+                   help="address to bind (default 127.0.0.1: this machine only)")
+    s.set_defaults(func=cmd_serve)
 
     i = sub.add_parser("inspect", help="show a bundle's manifest, files (verified) and parity")
     i.add_argument("bundle")

@@ -20,6 +20,7 @@ PRECISIONS: dict[str, tuple[tuple[str, ...], str]] = {
     "openvino": (("fp32", "fp16", "int8", "int8-weights"), "fp32"),
     "coreml": (("fp16", "fp32", "int8", "palettize6", "palettize4"), "fp16"),
     "tflite": (("fp32", "fp16", "int8", "int8-static"), "fp32"),
+    "web": (("fp32", "fp16", "int8"), "fp32"),  # the ONNX graphs + onnxruntime-web (exporters/web.py)
 }
 FORMATS = tuple(PRECISIONS)
 TEMP_PATTERN = re.compile(r"^\.(?P<bundle>[a-z]+-[a-z0-9-]+)\.(tmp|old)-")
