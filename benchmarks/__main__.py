@@ -1,13 +1,17 @@
-"""python -m benchmarks BUNDLE... — the runtime's benchmark (mobilesam-bench) plus, in the same
-run, the eager PyTorch reference as a baseline, and optionally export-all first.
+"""python -m benchmarks BUNDLE... — the runtime's benchmark (mobilesam-bench) plus, interleaved
+in the same run, two baselines with the same weights: the naive export (upstream code, plain
+torch.onnx, onnxruntime defaults: benchmarks/naive.py) and eager PyTorch (upstream code:
+benchmarks/reference.py); graph FLOPs counted on the model give the compute-limit columns.
+Optionally export-all first.
 
-Each bundle (and the reference) runs in its own child process, one after the other, so peak RSS
-and cold start are its own."""
+Every bundle and baseline is loaded in its own worker process (its own cold start and peak RSS)
+and all are timed run by run in rotation."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 
 from mobilesam_runtime.bench.__main__ import add_arguments, run
@@ -23,13 +27,11 @@ def _torch_available() -> bool:
     return True
 
 
-def _export_all(args) -> list[str]:
+def _export_all(args, loaded) -> list[str]:
     """Every format/precision that runs on this machine, exported into OUT/bundles."""
     from mobilesam_export import exporters
     from mobilesam_export.bundle import export_bundle
-    from mobilesam_export.checkpoint import load_model
 
-    loaded = load_model(args.weights)
     bundles = []
     for fmt in exporters.FORMATS:
         mod = exporters.get(fmt)
@@ -46,15 +48,36 @@ def main(argv: list[str] | None = None) -> int:
     add_arguments(p)
     p.set_defaults(out="benchmarks/results/latest")
     p.add_argument("--no-torch", action="store_true", help="skip the eager PyTorch baseline")
+    p.add_argument("--no-naive", action="store_true", help="skip the naive-export baseline")
     p.add_argument("--export-all", action="store_true",
                    help="first export every format/precision that runs here (needs the exporter)")
-    p.add_argument("--weights", default="random", help="with --export-all: checkpoint or random")
+    p.add_argument("--weights", default="random",
+                   help="checkpoint or random: for --export-all and for both baselines")
     args = p.parse_args(argv)
-    bundles = list(args.bundles) + (_export_all(args) if args.export_all else [])
-    if not bundles:
+    if not args.bundles and not args.export_all:
         p.error("give at least one bundle (or --export-all)")
-    extra = [] if args.no_torch or not _torch_available() else [("benchmarks.reference", "torch")]
-    return run(bundles, args, extra)
+    if not _torch_available():
+        print("torch/mobilesam_export not installed: no baselines, no FLOP counts", file=sys.stderr)
+        return run(list(args.bundles), args)
+    from mobilesam_export.checkpoint import load_model
+    from mobilesam_runtime import RandomWeightsWarning
+
+    from . import flops, naive
+    from .upstream import UpstreamMissing
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RandomWeightsWarning)
+        loaded = load_model(args.weights)
+    bundles = list(args.bundles) + (_export_all(args, loaded) if args.export_all else [])
+    extra = []
+    try:
+        if not args.no_naive:
+            extra.append(("benchmarks.naive", str(naive.export(Path(args.out) / "naive", args.weights))))
+        if not args.no_torch:
+            extra.append(("benchmarks.reference", str(args.weights)))
+    except UpstreamMissing as e:  # the baselines need upstream mobile_sam
+        print(f"baselines left out: {e}", file=sys.stderr)
+    return run(bundles, args, extra, flops.graph_gflops(loaded.model))
 
 
 if __name__ == "__main__":
