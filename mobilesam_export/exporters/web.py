@@ -175,7 +175,7 @@ def export(loaded: LoadedModel, out: Path, quant: str, options: ExportOptions) -
     notes["onnxruntime_web"] = {"version": ORT_WEB_VERSION, "integrity": integrity_of(tarball),
                                 "source": f"npm pack onnxruntime-web@{ORT_WEB_VERSION}",
                                 "license": "MIT", "files": [f"{ORT_DIR}/{n}" for n in ORT_FILES]}
-    return {"graphs": graphs, "aux_files": aux, "notes": notes}
+    return {"graphs": graphs, "aux_files": aux, "notes": notes, "signatures": result["signatures"]}
 
 
 CANNOT_RUN_REASON = ("web parity needs headless Chromium and playwright: apt-get install -y chromium; "
