@@ -50,7 +50,7 @@ RANDOM_WEIGHT_GATES = {"int8": {"mask_iou_min": 0.90}}
 # <= 6e-6, under any output gate; so a web bundle must also feed the encoder exactly the Python
 # runtime's input (preprocess_max_abs, from webdriver.WebPredictor.extra_summary).
 FORMAT_GATES = {"web": {"preprocess_max_abs": 0.0},
-                "web-fp32": {"logits_max_abs": 2e-4, "iou_pred_max_abs": 1e-3}}
+                "web-fp32": {"logits_max_abs": 2e-4}}
 
 
 def gate_for(precision: str, random_weights: bool = False) -> dict:
