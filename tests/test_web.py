@@ -162,7 +162,12 @@ def test_a_resize_bug_fails_the_web_gate(web_bundle, tmp_path, loaded):
     m["files"]["transforms.js"].update(sha256=sha256_file(bundle / "transforms.js"),
                                        bytes=(bundle / "transforms.js").stat().st_size)
     (bundle / "manifest.json").write_text(json.dumps(m))
-    report = parity.run_parity(bundle, loaded.model, limit=1)
+    # a photo that is downscaled (1800x1200 -> 1024): an upscaled one never reaches that branch
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    truck = resources.files("mobilesam_runtime") / "data" / "evaluation" / "truck.jpg"
+    (photos / "truck.jpg").write_bytes(truck.read_bytes())
+    report = parity.run_parity(bundle, loaded.model, images=photos)
     assert not report["passed"]
     assert [f for f in report["failures"] if f.startswith("preprocess_max_abs")], report["failures"]
     assert report["summary"]["mask_iou_min"] >= 0.999  # what mask IoU alone would have let through
