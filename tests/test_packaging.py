@@ -1,6 +1,7 @@
 """Packaging: each format extra covers what that format's export imports; the runtime
 distribution depends on numpy + Pillow only and never imports torch or the exporter; the photos
-ship inside the package; nothing refers to ../shared. Cheap: reads files, builds no venv."""
+ship inside the package; nothing refers to the workspace folder beside the clone.
+Cheap: reads files, builds no venv."""
 
 from __future__ import annotations
 
