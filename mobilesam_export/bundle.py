@@ -185,6 +185,9 @@ def export_bundle(loaded: LoadedModel, fmt: str, quant: str | None, out: str | P
         write_manifest(tmp, manifest)
         if run_parity and getattr(exporter, "CAN_RUN_HERE", lambda: True)():
             parity.check(tmp, loaded.model, parity_images, gate=parity_gate)
+            extra = getattr(exporter, "RUNTIME_PRECISIONS", ())  # e.g. OpenVINO bf16/f16
+            if extra:
+                parity.check_runtime_precisions(tmp, loaded.model, extra, parity_images)
         elif run_parity:
             manifest["parity"] = {"skipped": exporter.CANNOT_RUN_REASON}
             (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))

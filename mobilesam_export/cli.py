@@ -81,7 +81,12 @@ def cmd_parity(args: argparse.Namespace) -> int:
         bundle = Path(b)
         loaded = _reference_for(bundle, args.weights)
         try:
-            parity.check(bundle, loaded.model, args.images, gate=not args.no_gate)
+            report = parity.check(bundle, loaded.model, args.images, gate=not args.no_gate)
+            fmt = json.loads((bundle / "manifest.json").read_text())["format"]
+            extra = getattr(exporters.get(fmt), "RUNTIME_PRECISIONS", ()) if fmt in \
+                exporters.FORMATS else ()
+            if extra and report["passed"]:
+                parity.check_runtime_precisions(bundle, loaded.model, extra, args.images)
         except parity.ParityError as e:
             print(f"FAIL: {e}", file=sys.stderr)
             status = 1

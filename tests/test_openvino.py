@@ -74,3 +74,38 @@ def test_bad_device_and_precision(export):
         mobilesam_runtime.load(bundle, device="NPU")
     with pytest.raises(ValueError, match="precision must be one of"):
         mobilesam_runtime.load(bundle, precision="int4")
+
+
+def test_runtime_precisions_are_parity_gated(export, tmp_path):
+    """bf16 and f16 are gated at export like the default (issue 11), recorded with the precision
+    the device really ran; a failed record makes loading that precision warn."""
+    import shutil
+    import warnings
+
+    from mobilesam_export.parity import gate_for
+
+    bundle = export("openvino", "fp32")
+    m = json.loads((bundle / "manifest.json").read_text())
+    for prec in ("bf16", "f16"):
+        rec = m["parity_runtime"][prec]
+        assert rec["gate"] == gate_for("fp32+" + prec, True)  # the fp16 family: not the f32 gate
+        assert rec["gate"]["mask_iou_min"] == 0.99 and "embedding_spread_min" in rec["gate"]
+        assert rec["passed"], rec["failures"]
+        # what the CPU ran: without bf16/fp16 units the plugin falls back to f32, and says so
+        assert rec["effective_precision"] in ("f32", prec)
+        unit = {"bf16": "BF16", "f16": "FP16"}[prec]
+        if unit not in cpu_facts()["isa"] and "NEON" not in cpu_facts()["isa"]:
+            assert rec["effective_precision"] == "f32"
+    copy = tmp_path / "ov"
+    shutil.copytree(bundle, copy)
+    m["parity_runtime"]["bf16"].update(passed=False, failures=["mask_iou_min 0.5 < gate 0.99"],
+                                       effective_precision="bf16")
+    (copy / "manifest.json").write_text(json.dumps(m))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pred = mobilesam_runtime.load(copy, precision="bf16")
+    msgs = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+    if pred.backend.effective_precision == "f32":  # this CPU runs bf16 as f32: nothing to flag
+        assert not any("FAILED" in s for s in msgs)
+    else:
+        assert any("FAILED its parity gate" in s for s in msgs), msgs

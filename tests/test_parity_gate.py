@@ -71,3 +71,32 @@ def test_gate_fails_a_faulted_head(loaded, tmp_path, fault, must_fail, old_gate_
     s = report["summary"]
     old = s["mask_iou_min"] >= 0.999 and s["logits_max_abs"] <= 1e-3
     assert old == old_gate_passes  # the IoU-head fault passed the gate before this issue
+
+
+class _FrozenEmbedding:
+    """A bundle whose encoder returns the first image's embedding for every image (the failure
+    reported for fp16 OpenVINO on some CPUs)."""
+
+    def __init__(self, pred) -> None:
+        self._pred, self._first = pred, None
+
+    def __getattr__(self, name):
+        return getattr(self._pred, name)
+
+    def set_image(self, image) -> None:
+        self._pred.set_image(image)
+        if self._first is None:
+            self._first = self._pred.features
+        self._pred.features = self._first
+
+
+def test_same_embedding_for_every_image_fails_the_gate(export, loaded):
+    import mobilesam_runtime
+
+    bundle = export("onnx", "fp32")
+    good = parity._run_parity(mobilesam_runtime.load(bundle), loaded.model, None, None)
+    assert good["passed"] and 0.99 < good["summary"]["embedding_spread_min"] < 1.01
+    frozen = parity._run_parity(_FrozenEmbedding(mobilesam_runtime.load(bundle)), loaded.model,
+                                None, None)
+    assert frozen["summary"]["embedding_spread_min"] < 1e-6
+    assert any(f.startswith("embedding_spread_min") for f in frozen["failures"])

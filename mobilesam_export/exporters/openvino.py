@@ -25,6 +25,8 @@ from . import INT8_DECODER, compresses, decoder_precision, signatures_json
 from . import onnx as onnx_exporter
 
 FORMAT = "openvino"
+# inference precisions a user can pick at run time besides f32: parity-checked at export too
+RUNTIME_PRECISIONS = ("bf16", "f16")
 QUANTS = formats.quants(FORMAT)
 DEFAULT_QUANT = formats.default_quant(FORMAT)
 # int8 (NNCF PTQ): the encoder's neck stays float, chosen by parity on real photos (random

@@ -47,6 +47,13 @@ class OpenVinoBackend:
                     tuple(d.get_length() if d.is_static else None for d in i.get_partial_shape())
                 for i in compiled.inputs})
         self.max_batch = prompt_batch_limit(sigs["decoder"])  # None; 1 for contract-1 bundles
+        # what the device really runs: a CPU without bf16/fp16 units falls back to f32
+        try:
+            hint = self.encoder.get_property("INFERENCE_PRECISION_HINT")
+            self.effective_precision = getattr(hint, "get_type_name", lambda: str(hint))()
+        except RuntimeError:  # a device (or AUTO) that does not report it
+            self.effective_precision = self.precision
+        _warn_if_failed(manifest, self.precision, self.effective_precision)
         self._enc_req = self.encoder.create_infer_request()
         self._dec_req = self.decoder.create_infer_request()
 
@@ -59,6 +66,27 @@ class OpenVinoBackend:
                                                  point_coords, point_labels, mask_input,
                                                  has_mask_input))
         return tuple(res[name].copy() for name in contract.names(contract.DECODER_OUTPUTS))
+
+
+def _warn_if_failed(manifest: dict, precision: str, effective: str) -> None:
+    """Loud, not silent: a runtime precision whose parity failed at export (or that ran as
+    another precision there) is flagged when it is loaded."""
+    import warnings
+
+    if precision == "f32" or effective == "f32":
+        return  # f32 is the bundle's own parity
+    record = manifest.get("parity_runtime", {}).get(precision)
+    if record is None:
+        why = "was not parity-checked at export"
+    elif record.get("effective_precision") != effective:
+        why = (f"was parity-checked at export only as {record.get('effective_precision')} "
+               f"(that machine could not run {precision})")
+    elif not record.get("passed"):
+        why = "FAILED its parity gate at export: " + "; ".join(record.get("failures", []))
+    else:
+        return
+    warnings.warn(f"OpenVINO precision {precision} on this bundle {why}", RuntimeWarning,
+                  stacklevel=3)
 
 
 Backend = OpenVinoBackend

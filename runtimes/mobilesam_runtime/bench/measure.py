@@ -64,9 +64,10 @@ class BundleTarget:
                      "kind": "bundle", "format": m["format"], "precision": m["precision"],
                      "size_mb": sum(f["bytes"] for f in m["files"].values()) / 1e6,
                      "random_weights": m["weights"]["random_weights"],
-                     "gated": gated(m, options)}
+                     "gated": gated(m, options, getattr(p.backend, "effective_precision", None))}
         if m["format"] == "openvino":
             self.info["inference_precision"] = p.backend.precision
+            self.info["effective_precision"] = p.backend.effective_precision
         self.image = image
         h, w = image.shape[:2]
         self.x = transforms.normalize_and_pad(transforms.resize_image(image))
@@ -111,16 +112,18 @@ class BundleTarget:
         return out
 
 
-def gated(manifest: dict, options: dict) -> bool:
+def gated(manifest: dict, options: dict, effective: str | None = None) -> bool:
     """Whether the bundle as run passed a parity gate: its manifest's parity passed, and a
     runtime precision other than f32 is only gated when the manifest records a passed parity
-    run for that precision (`parity_runtime[precision]`)."""
+    run for that precision (`parity_runtime[precision]`) on a device that really ran it
+    (`effective`: what this device runs; f32 here means the bundle's own parity applies)."""
     if not manifest.get("parity", {}).get("passed"):
         return False
     prec = options.get("precision", "f32")
-    if prec == "f32":
+    if prec == "f32" or effective == "f32":
         return True
-    return bool(manifest.get("parity_runtime", {}).get(prec, {}).get("passed"))
+    record = manifest.get("parity_runtime", {}).get(prec, {})
+    return bool(record.get("passed")) and record.get("effective_precision") == (effective or prec)
 
 
 def serve(target, proto) -> None:
