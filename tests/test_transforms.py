@@ -96,3 +96,40 @@ def test_bad_arguments_are_named():
     dense = transforms.upscale_matrices(transforms.preprocess_shape(*size), size)
     with pytest.raises(TypeError, match="AxisPlan"):
         transforms.upscale_masks(np.zeros((1, 256, 256), np.float32), *dense)
+
+
+def _normalize_by_formula(resized: np.ndarray) -> np.ndarray:
+    """The float maths the look-up table stands for (the previous implementation)."""
+    mean = np.asarray(contract.PIXEL_MEAN, np.float32)
+    std = np.asarray(contract.PIXEL_STD, np.float32)
+    out = np.zeros((1, 3, 1024, 1024), np.float32)
+    x = (resized.astype(np.float32) - mean) / std
+    out[0, :, : x.shape[0], : x.shape[1]] = x.transpose(2, 0, 1)
+    return out
+
+
+@pytest.mark.parametrize("shape", [(683, 1024), (1024, 1024), (1024, 1), (1, 1024), (2, 3)])
+def test_normalize_and_pad_is_bit_identical_to_the_formula(shape):
+    rng = np.random.default_rng(shape[0])
+    resized = rng.integers(0, 256, (*shape, 3), dtype=np.uint8)
+    resized[0, 0] = (0, 128, 255)  # both ends of the range in every channel
+    resized[-1, -1] = (255, 0, 128)
+    got, want = transforms.normalize_and_pad(resized), _normalize_by_formula(resized)
+    assert got.dtype == np.float32 and got.shape == want.shape
+    np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
+
+
+def test_normalize_every_uint8_value_of_every_channel():
+    values = np.repeat(np.arange(256, dtype=np.uint8)[:, None], 3, 1)[None]  # 1x256x3
+    got, want = transforms.normalize_and_pad(values), _normalize_by_formula(values)
+    np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
+    assert not got[0, :, 1:].any() and not got[0, :, :, 256:].any()  # the padding is zeros
+    assert len(np.unique(got[0, 0, 0, :256])) == 256  # not a constant: each value its own entry
+
+
+def test_normalize_a_strided_view():
+    rng = np.random.default_rng(3)
+    big = rng.integers(0, 256, (700, 1100, 3), dtype=np.uint8)
+    view = big[::-1, 50:1074, ::-1]  # BGR flip, cropped, negative strides
+    np.testing.assert_array_equal(transforms.normalize_and_pad(view).view(np.uint32),
+                                  _normalize_by_formula(view).view(np.uint32))
