@@ -82,7 +82,7 @@ def test_transforms_js_equal_python_runtime(tmp_path, photos):
     for i, (inp, orig) in enumerate((((683, 1024), (1200, 1800)), ((1024, 874), (600, 512)),
                                      ((53, 1024), (77, 1500)), ((1024, 1024), (2048, 2048)))):
         low = rng.normal(0, 3, (256, 256)).astype(np.float32)
-        rows, cols = transforms.upscale_matrices(inp, orig)
+        rows, cols = transforms.upscale_plans(inp, orig)
         low.tofile(tmp_path / f"low{i}.bin")
         transforms.upscale_masks(low[None], rows, cols)[0].astype(np.float32).tofile(tmp_path / f"up{i}.bin")
         cases["upscale"].append({"input_size": inp, "original_size": orig, "low": f"low{i}.bin",

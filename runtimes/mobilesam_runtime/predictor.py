@@ -224,8 +224,8 @@ class _ImageState:
     features: np.ndarray
     original_size: tuple[int, int]
     input_size: tuple[int, int]
-    rows: np.ndarray
-    cols: np.ndarray
+    rows: transforms.AxisPlan  # upscaling of the low-res masks (transforms.upscale_plans)
+    cols: transforms.AxisPlan
 
 
 class SamPredictor:
@@ -274,11 +274,11 @@ class SamPredictor:
         return None if self._state is None else self._state.input_size
 
     @property
-    def _rows(self) -> np.ndarray:
+    def _rows(self) -> transforms.AxisPlan:
         return self._state.rows
 
     @property
-    def _cols(self) -> np.ndarray:
+    def _cols(self) -> transforms.AxisPlan:
         return self._state.cols
 
     def _call(self, fn, *args):
@@ -316,7 +316,7 @@ class SamPredictor:
         features = self._call(self.backend.encode, x)
         t2 = time.perf_counter()
         input_size = (int(resized.shape[0]), int(resized.shape[1]))
-        rows, cols = transforms.upscale_matrices(input_size, (h, w))
+        rows, cols = transforms.upscale_plans(input_size, (h, w))
         self._local.state = _ImageState(features, (h, w), input_size, rows, cols)
         self.timings.update(preprocess=t1 - t0, encoder=t2 - t1,
                             upscale_setup=time.perf_counter() - t2)
