@@ -242,7 +242,7 @@ def _compare(upstream, predictor, image, name, **params):
     assert share >= 0.95
     assert len(matched) / len(ours) >= 0.95  # and no crowd of extra masks on our side
     for i, j, _ in matched:  # each pair is the same prompt's same mask, not a look-alike
-        assert ours[i]["point_coords"] == pytest.approx(theirs[j]["point_coords"])
+        assert ours[i]["point_coords"][0] == pytest.approx(theirs[j]["point_coords"][0])
         assert ours[i]["crop_box"] == theirs[j]["crop_box"]
         assert ours[i]["predicted_iou"] == pytest.approx(theirs[j]["predicted_iou"], abs=1e-3)
         assert ours[i]["stability_score"] == pytest.approx(theirs[j]["stability_score"], abs=0.02)
