@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, UnidentifiedImageError
 
 from mobilesam_runtime import amg_utils as amg
 from mobilesam_runtime.sample_images import IMAGE_SUFFIXES
@@ -140,10 +140,11 @@ def list_images(inputs: Iterable[str]) -> list[Path]:
 def read_image(path: Path) -> np.ndarray:
     """HxWx3 uint8 RGB, or InputError naming the file."""
     try:
-        data = path.read_bytes()
-        with Image.open(io.BytesIO(data)) as im:
+        with Image.open(path) as im:
             im.load()
             return np.asarray(im.convert("RGB"))
+    except UnidentifiedImageError:
+        raise InputError(f"cannot read image {path}: not an image file (or damaged)") from None
     except OSError as e:
         raise InputError(f"cannot read image {path}: {e}") from None
     except Exception as e:  # PIL raises assorted errors on damaged files
@@ -256,10 +257,17 @@ def write_atomic(path: Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _png(pic: Image.Image) -> bytes:
