@@ -178,7 +178,6 @@ def test_nms_is_exact_greedy(upstream, seed):
 
 
 def test_remove_small_regions_matches_upstream(upstream):
-    pytest.importorskip("cv2", reason="the amg extra (opencv-python-headless) is not installed")
     _, _, up = upstream
     rng = np.random.default_rng(1)
     for m in _random_masks(rng, 8, 60, 80):
@@ -191,13 +190,64 @@ def test_remove_small_regions_matches_upstream(upstream):
 
 
 def test_coco_rle_matches_upstream(upstream):
-    pytest.importorskip("pycocotools", reason="the amg extra (pycocotools) is not installed")
     _, _, up = upstream
     for rle in amg.mask_to_rle(_random_masks(np.random.default_rng(2), 4, 30, 20)):
         assert amg.coco_encode_rle(rle) == up.coco_encode_rle(rle)
 
 
 # -- the generator -------------------------------------------------------------------------
+class _Fake:
+    """Has the predictor methods the generator checks for; never called here."""
+
+    def set_image(self, image): ...
+    def reset_image(self): ...
+    def predict_batch_low_res(self, **kw): ...
+    def upscale_logits(self, low_res): ...
+
+
+@pytest.mark.parametrize("kwargs,error,words", [
+    (dict(points_per_side=None), ValueError, "exactly one of points_per_side or point_grids"),
+    (dict(point_grids=[np.zeros((4, 2))]), ValueError, "exactly one"),
+    (dict(points_per_side=0), ValueError, "points_per_side must be >= 1"),
+    (dict(points_per_side=2.5), TypeError, "points_per_side must be an int"),
+    (dict(points_per_batch=0), ValueError, "points_per_batch"),
+    (dict(pred_iou_thresh="0.8"), TypeError, "pred_iou_thresh must be a real number"),
+    (dict(stability_score_thresh=float("nan")), ValueError, "stability_score_thresh"),
+    (dict(box_nms_thresh=1.5), ValueError, "box_nms_thresh"),
+    (dict(crop_n_layers=-1), ValueError, "crop_n_layers"),
+    (dict(crop_n_layers=3, points_per_side=4, crop_n_points_downscale_factor=2), ValueError,
+     "without points"),
+    (dict(points_per_side=None, point_grids=[np.full((3, 2), 2.0)]), ValueError, "normalised"),
+    (dict(points_per_side=None, point_grids=[np.zeros((3, 2))], crop_n_layers=1), ValueError,
+     "one per layer"),
+    (dict(output_mode="png"), ValueError, "output_mode must be one of"),
+    (dict(min_mask_region_area=-1), ValueError, "min_mask_region_area"),
+])
+def test_generator_arguments_are_checked(kwargs, error, words):
+    with pytest.raises(error, match=words):
+        SamAutomaticMaskGenerator(_Fake(), **kwargs)
+
+
+def test_generator_needs_a_runtime_predictor_and_an_image():
+    with pytest.raises(TypeError, match="predictor must be a mobilesam_runtime SamPredictor"):
+        SamAutomaticMaskGenerator(object())
+    gen = SamAutomaticMaskGenerator(_Fake())
+    with pytest.raises(TypeError, match="numpy array"):
+        gen.generate([[1, 2, 3]])
+    with pytest.raises(ValueError, match="HxWx3"):
+        gen.generate(np.zeros((4, 4), np.uint8))
+
+
+def test_missing_extra_names_the_install_command(monkeypatch):
+    monkeypatch.setitem(sys.modules, "cv2", None)  # import cv2 -> ImportError
+    monkeypatch.setitem(sys.modules, "pycocotools.mask", None)
+    for kwargs in (dict(min_mask_region_area=100), dict(output_mode="coco_rle")):
+        with pytest.raises(mobilesam_runtime.MissingExtraError, match=r'mobilesam-runtime\[amg\]'):
+            SamAutomaticMaskGenerator(_Fake(), **kwargs)
+    with pytest.raises(ImportError, match="opencv-python-headless"):
+        amg.remove_small_regions(np.zeros((3, 3), bool), 1, "holes")
+
+
 def _match(ours, theirs, min_iou=0.9):
     """Greedy one-to-one matching by mask IoU (highest first); returns matched IoUs."""
     a = np.stack([r["segmentation"] for r in ours]).reshape(len(ours), -1).astype(np.float32)

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pycocotools.mask as mask_utils  # the amg extra (installed by the dev/all extras)
 import pytest
 from PIL import Image
 
@@ -15,7 +16,6 @@ import mobilesam_runtime
 from mobilesam_export import cli, segment
 from mobilesam_runtime import SamAutomaticMaskGenerator
 
-mask_utils = pytest.importorskip("pycocotools.mask", reason="the amg extra is not installed")
 # pycocotools 2.0.11 decode() with numpy 2 (known, harmless; encoding does not warn)
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn.t accept a copy keyword")
 # random weights: see tests/test_automatic.py PARAMS
