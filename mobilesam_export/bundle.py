@@ -41,6 +41,7 @@ class ExportOptions:
     official_decoder: bool = False  # ONNX: also write SAM's official decoder interface
     image_input: bool = False  # CoreML: encoder takes an ImageType with normalisation baked in
     num_slots: int = 16  # fixed-shape formats: prompt slots of the decoder
+    prompt_batch: int = 16  # fixed-shape formats: prompt sets of the decoder's batch signature
 
 
 def bundle_name(fmt: str, quant: str) -> str:

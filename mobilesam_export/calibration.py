@@ -102,3 +102,19 @@ def prompt_cases(image: np.ndarray, ref) -> Iterator[tuple[Prompt, dict, tuple]]
         out = ref.predict(**kw, return_logits=True)
         previous[p.name] = out
         yield p, kw, out
+
+
+def batch_cases(image: np.ndarray) -> Iterator[tuple[str, dict]]:
+    """(name, predict_batch() kwargs) of many prompt sets at once, deterministic per image size:
+    20 boxes on a grid, multimask (one full TFLite batch of 16 + single calls), and 10 sets of
+    2 points + a box, single mask (a padded batch), refined: kwargs with `"refine": True` get
+    their mask_input from the caller (the previous case's best low-res masks, row by row)."""
+    h, w = image.shape[:2]
+    gx, gy = np.meshgrid(np.linspace(0.05, 0.65, 5), np.linspace(0.05, 0.55, 4))
+    x0, y0 = gx.ravel() * w, gy.ravel() * h
+    boxes = np.stack([x0, y0, x0 + 0.3 * w, y0 + 0.4 * h], 1).astype(np.float32)
+    yield "batch: 20 boxes", {"boxes": boxes, "multimask_output": True}
+    pts = np.stack([boxes[:10, :2] + [0.1 * w, 0.1 * h], boxes[:10, 2:] - [0.05 * w, 0.05 * h]], 1)
+    yield "batch: 10 x (2 points + box)", {
+        "point_coords": pts.astype(np.float32), "point_labels": np.tile([1, 0], (10, 1)),
+        "boxes": boxes[10:], "multimask_output": False, "refine": True}

@@ -52,7 +52,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     check_out_dir(args.out)  # before the (slow) model load
     loaded = load_model(args.weights)
     options = ExportOptions(calibration_dir=args.images, official_decoder=args.official_decoder,
-                            image_input=args.image_input, num_slots=args.slots)
+                            image_input=args.image_input, num_slots=args.slots,
+                            prompt_batch=args.prompt_batch)
     failed = []
     for fmt in formats:
         quant = args.quant if args.quant else None
@@ -203,6 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--image-input", action="store_true",
                    help="coreml: encoder takes an ImageType (0..255 RGB), normalisation baked in")
     e.add_argument("--slots", type=int, default=16, help="tflite: fixed prompt slots (default 16)")
+    e.add_argument("--prompt-batch", type=int, default=16,
+                   help="tflite: prompt sets of the decoder's batch signature (default 16; 1: none)")
     e.set_defaults(func=cmd_export)
 
     p = sub.add_parser("parity", help="compare bundles with the PyTorch reference")

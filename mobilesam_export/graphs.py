@@ -35,7 +35,8 @@ class EncoderGraph(nn.Module):
 
 
 class DecoderGraph(nn.Module):
-    """Prompt encoder + mask decoder: all 4 masks and IoU scores for one image and N prompts.
+    """Prompt encoder + mask decoder: all 4 masks and IoU scores for B prompt sets of N tokens
+    each on one image (the embedding is broadcast over B inside the graph).
 
     With `masked_slots=True` (fixed-shape formats) prompt slots whose label is
     `contract.Label.UNUSED` are masked out of every attention, so they have no effect at all
@@ -86,16 +87,21 @@ class OfficialDecoderGraph(DecoderGraph):
         return up, iou, masks
 
 
-def example_inputs(num_points: int = 2) -> dict[str, torch.Tensor]:
-    """Example inputs named and shaped per the contract (for tracing and smoke checks)."""
+def example_inputs(num_points: int = 2, num_prompts: int = 1) -> dict[str, torch.Tensor]:
+    """Example inputs named and shaped per the contract (for tracing and smoke checks); the
+    decoder's with `num_prompts` prompt sets (the last one uses a mask input)."""
     gen = torch.Generator().manual_seed(0)
+    b, low = num_prompts, contract.LOW_RES_SIZE
+    has_mask = torch.zeros(b)
+    if b > 1:
+        has_mask[-1] = 1.0
     return {
         "image": torch.randn(1, 3, contract.IMAGE_SIZE, contract.IMAGE_SIZE, generator=gen),
         "image_embeddings": torch.randn(1, contract.EMBED_DIM, contract.EMBED_SIZE,
                                         contract.EMBED_SIZE, generator=gen),
-        "point_coords": torch.rand(1, num_points, 2, generator=gen) * contract.IMAGE_SIZE,
-        "point_labels": torch.tensor([[1.0] + [-1.0] * (num_points - 1)]),
-        "mask_input": torch.zeros(1, 1, contract.LOW_RES_SIZE, contract.LOW_RES_SIZE),
-        "has_mask_input": torch.zeros(1),
+        "point_coords": torch.rand(b, num_points, 2, generator=gen) * contract.IMAGE_SIZE,
+        "point_labels": torch.tensor([[1.0] + [-1.0] * (num_points - 1)] * b),
+        "mask_input": torch.randn(b, 1, low, low, generator=gen) * has_mask.view(b, 1, 1, 1),
+        "has_mask_input": has_mask,
         "orig_im_size": torch.tensor([1200.0, 1800.0]),
     }

@@ -44,7 +44,7 @@ def make_bundle(folder: Path, fmt: str = "tflite", files: dict[str, bytes] | Non
     for name in files:
         sha, size = manifest.digest(folder / name, name)
         listed[name] = {"sha256": sha, "bytes": size}
-    slots = {"num_points": 16} if fmt == "tflite" else {}
+    slots = {"num_points": 16, "num_prompts": 1} if fmt == "tflite" else {}
     m = {"manifest_version": manifest.MANIFEST_VERSION, "format": fmt, "precision": "fp32",
          "created": "2026-01-01T00:00:00Z", "graphs": graphs, "files": listed,
          "weights": {"source": "random", "sha256": None, "random_weights": True},
@@ -63,6 +63,7 @@ class FakeBackend:
     concurrent calls when it claims not to be thread-safe."""
 
     thread_safe = False
+    max_batch = 1  # one prompt set per decode(): predict_batch splits larger batches
 
     def __init__(self, max_points: int | None = None, delay: float = 0.0) -> None:
         self.max_points = max_points

@@ -33,6 +33,9 @@ def test_coreml_converts_with_full_interface(export, quant):
     assert names == [s.name for s in contract.DECODER_INPUTS]  # points, boxes (labels), mask_input
     coords = spec.description.input[1].type.multiArrayType.shapeRange.sizeRanges
     assert (coords[1].lowerBound, coords[1].upperBound) == (1, 16)
+    assert (coords[0].lowerBound, coords[0].upperBound) == (1, 16)  # prompt batch B
+    sig = contract.parse_signatures(m["signatures"])["decoder"]
+    assert contract.prompt_batch(sig) == contract.Dim("num_prompts", 1, 16)
     meta = dict(spec.description.metadata.userDefined)
     assert meta["mobilesam_export.precision"] == quant and meta["mobilesam_export.random_weights"] == "true"
     assert "RANDOM" in spec.description.metadata.shortDescription

@@ -3,7 +3,8 @@
 Why iOS 16: compressed weights (int8 `constexpr_affine_dequantize`, 4/6-bit palettes
 `constexpr_lut_to_dense`) need it, and flexible input shapes in ML Programs are supported there.
 The decoder keeps SAM's full interface (points, boxes as labels 2/3, mask_input/has_mask_input)
-with 1-16 points (RangeDim): the prompt encoder is written without index_put_, so it converts.
+with 1-16 points and a prompt batch of 1-16 (RangeDims): the prompt encoder is written without
+index_put_, so it converts.
 
 fp16 is the default: Core ML runs fp16 on the GPU and Neural Engine anyway. int8 = linear
 symmetric per-channel int8 weights; palettize6/4 = k-means 6/4-bit weight palettes
@@ -35,6 +36,8 @@ FORMAT = "coreml"
 QUANTS = formats.quants(FORMAT)
 DEFAULT_QUANT = formats.default_quant(FORMAT)
 MAX_POINTS = 16
+MAX_PROMPTS = 16  # prompt batch B: larger batches are split by the predictor
+RANGES = {"num_points": MAX_POINTS, "num_prompts": MAX_PROMPTS}
 CANNOT_RUN_REASON = ("Core ML prediction runs only on macOS; the bundle was converted and its "
                      "spec verified on this machine. Run `make parity FORMAT=coreml` on a Mac.")
 
@@ -52,8 +55,9 @@ def _inputs(role: str, image_input: bool):
             return [ct.ImageType(name=spec.name, shape=spec.shape, scale=1.0,
                                  color_layout=ct.colorlayout.RGB)]
         return [ct.TensorType(name=spec.name, shape=spec.shape)]
-    n = ct.RangeDim(lower_bound=1, upper_bound=MAX_POINTS, default=2)
-    return [ct.TensorType(name=s.name, shape=tuple(n if d == "num_points" else d for d in s.shape))
+    ranges = {"num_points": ct.RangeDim(lower_bound=1, upper_bound=MAX_POINTS, default=2),
+              "num_prompts": ct.RangeDim(lower_bound=1, upper_bound=MAX_PROMPTS, default=1)}
+    return [ct.TensorType(name=s.name, shape=tuple(ranges.get(d, d) for d in s.shape))
             for s in contract.DECODER_INPUTS]
 
 
@@ -113,15 +117,16 @@ def verify_spec(path: Path, role: str, image_input: bool = False) -> dict:
         shape = list(t.multiArrayType.shape)
         ranges = [(r.lowerBound, r.upperBound) for r in t.multiArrayType.shapeRange.sizeRanges]
         for i, d in enumerate(s.shape):
-            if d == "num_points":
-                if ranges[i] != (1, MAX_POINTS):
-                    raise RuntimeError(f"{path.name}: {s.name} point range {ranges[i]}")
+            if isinstance(d, str):
+                if ranges[i] != (1, RANGES[d]):
+                    raise RuntimeError(f"{path.name}: {s.name} {d} range {ranges[i]}")
             elif shape[i] != d:
                 raise RuntimeError(f"{path.name}: {s.name} shape {shape} != {s.shape}")
     meta = dict(spec.description.metadata.userDefined)
     if meta.get("mobilesam_export.role") != role:
         raise RuntimeError(f"{path.name}: metadata missing")
-    return {"inputs": list(ins), "outputs": outs, "point_range": [1, MAX_POINTS]}
+    return {"inputs": list(ins), "outputs": outs, "point_range": [1, MAX_POINTS],
+            "prompt_batch_range": [1, MAX_PROMPTS]}
 
 
 def _torch_version_warning() -> str | None:
@@ -143,7 +148,7 @@ def export(loaded: LoadedModel, out: Path, quant: str, options: ExportOptions) -
     """Write encoder.mlpackage and decoder.mlpackage for `quant` into `out`."""
     import coremltools as ct
 
-    model, ex = loaded.model, example_inputs()
+    model, ex = loaded.model, example_inputs(num_prompts=2)  # B = 2: nothing specialises on 1
     graphs = {"encoder": "encoder.mlpackage", "decoder": "decoder.mlpackage"}
     jobs = {
         "encoder": (EncoderGraph(model, normalize=options.image_input), (ex["image"],)),
@@ -172,7 +177,7 @@ def export(loaded: LoadedModel, out: Path, quant: str, options: ExportOptions) -
     sigs = {"encoder": contract.graph_signature(
                 "encoder", kinds={"image": "image" if options.image_input else "tensor"}),
             "decoder": contract.graph_signature(
-                "decoder", {"num_points": contract.Dim("num_points", 1, MAX_POINTS)})}
+                "decoder", {d: contract.Dim(d, 1, n) for d, n in RANGES.items()})}
     return {"graphs": graphs, "signatures": signatures_json(sigs), "notes": {
         "minimum_deployment_target": "iOS16 / macOS13",
         "compute_precision": "fp32" if quant == "fp32" else "fp16",

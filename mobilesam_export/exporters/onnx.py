@@ -58,6 +58,27 @@ def _export(module: torch.nn.Module, args: tuple, path: Path, inputs, outputs,
                           dynamic_axes=dynamic_axes, do_constant_folding=True, dynamo=False)
 
 
+def dynamic_axes(specs) -> dict[str, dict[int, str]]:
+    """torch.onnx's dynamic_axes for the contract's named (str) dimensions of these tensors."""
+    axes = {s.name: {i: d for i, d in enumerate(s.shape) if isinstance(d, str)} for s in specs}
+    return {name: a for name, a in axes.items() if a}
+
+
+def _stamp_output_shapes(path: Path, outputs) -> None:
+    """Write the contract's output shapes (static sizes, named dims) into the graph, where
+    tracing left generated symbols (e.g. low_res_masks' 4x256x256 behind a dynamic reshape)."""
+    model = onnx.load(str(path))
+    specs = {s.name: s for s in outputs}
+    for out in model.graph.output:
+        dims = out.type.tensor_type.shape.dim
+        for dim, want in zip(dims, specs[out.name].shape):
+            if isinstance(want, int):
+                dim.dim_value = want
+            else:
+                dim.dim_param = want
+    onnx.save(model, str(path))
+
+
 def _simplify(path: Path) -> None:
     import onnxsim
 
@@ -84,27 +105,28 @@ def export_fp32(loaded: LoadedModel, out: Path, official_decoder: bool = False) 
     """Trace, export and simplify the fp32 graphs; returns {role: filename}."""
     model = loaded.model
     ex = example_inputs()
-    dec_args = tuple(ex[s.name] for s in contract.DECODER_INPUTS)
+    # traced with B = 2 so that nothing specialises on a batch of one
+    batch = example_inputs(num_prompts=2)
+    dec_args = tuple(batch[s.name] for s in contract.DECODER_INPUTS)
+    official_args = tuple(ex[s.name] for s in contract.OFFICIAL_DECODER_INPUTS)
     graphs = {"encoder": "encoder.onnx", "decoder": "decoder.onnx"}
     jobs = [
         ("encoder", EncoderGraph(model), (ex["image"],), contract.ENCODER_INPUTS,
-         contract.ENCODER_OUTPUTS, None),
+         contract.ENCODER_OUTPUTS),
         ("decoder", DecoderGraph(model), dec_args, contract.DECODER_INPUTS,
-         contract.DECODER_OUTPUTS,
-         {"point_coords": {1: "num_points"}, "point_labels": {1: "num_points"}}),
+         contract.DECODER_OUTPUTS),
     ]
     if official_decoder:
         graphs["decoder_official"] = "decoder_sam_official.onnx"
-        jobs.append(("decoder_official", OfficialDecoderGraph(model), dec_args + (ex["orig_im_size"],),
-                     contract.OFFICIAL_DECODER_INPUTS, contract.OFFICIAL_DECODER_OUTPUTS,
-                     {"point_coords": {1: "num_points"}, "point_labels": {1: "num_points"},
-                      "masks": {2: "orig_height", 3: "orig_width"}}))
-    for role, module, args, ins, outs, dyn in tqdm(jobs, desc="onnx export", unit="graph"):
+        jobs.append(("decoder_official", OfficialDecoderGraph(model), official_args,
+                     contract.OFFICIAL_DECODER_INPUTS, contract.OFFICIAL_DECODER_OUTPUTS))
+    for role, module, args, ins, outs in tqdm(jobs, desc="onnx export", unit="graph"):
         path = out / graphs[role]
         with torch.no_grad():
-            _export(module, args, path, ins, outs, dyn)
+            _export(module, args, path, ins, outs, dynamic_axes(ins + outs))
         _simplify(path)
-        onnx.checker.check_model(str(path))
+        _stamp_output_shapes(path, outs)
+        onnx.checker.check_model(str(path), full_check=True)
     return graphs
 
 
@@ -185,6 +207,6 @@ def export(loaded: LoadedModel, out: Path, quant: str, options: ExportOptions) -
         notes["decoder_precision"] = decoder_precision(quant)
     for role, name in graphs.items():
         set_metadata(out / name, model_metadata(loaded, FORMAT, quant, role))
-    # dynamic N (and the official decoder's output size): the contract's unbounded Dims
+    # dynamic B and N (and the official decoder's output size): the contract's unbounded Dims
     return {"graphs": graphs, "notes": notes,
             "signatures": signatures_json({r: contract.graph_signature(r) for r in graphs})}

@@ -52,17 +52,18 @@ class MaskDecoder(nn.Module):
     def predict_masks(self, image_embeddings: torch.Tensor, image_pe: torch.Tensor,
                       sparse: torch.Tensor, dense: torch.Tensor,
                       token_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """All 4 masks (B x 4 x 256 x 256) and IoU predictions (B x 4). Batch 1 per image."""
+        """All 4 masks (B x 4 x 256 x 256) and IoU predictions (B x 4) for B prompt sets on one
+        image (image_embeddings and image_pe have batch 1, or B)."""
         out_tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)
         out_tokens = out_tokens.unsqueeze(0).expand(sparse.shape[0], -1, -1)
         tokens = torch.cat((out_tokens, sparse), dim=1)
         if token_mask is not None:
             token_mask = torch.cat([torch.ones_like(token_mask[:, :1]).expand(-1, out_tokens.shape[1]),
                                     token_mask], dim=1)
-        src = torch.repeat_interleave(image_embeddings, tokens.shape[0], dim=0) + dense
-        pos = torch.repeat_interleave(image_pe, tokens.shape[0], dim=0)
+        # one image embedding against B prompt sets: broadcast (SAM repeats it B times)
+        src = image_embeddings + dense
         b, c, h, w = src.shape
-        hs, src = self.transformer(src, pos, tokens, token_mask)
+        hs, src = self.transformer(src, image_pe, tokens, token_mask)
         iou_out = hs[:, 0, :]
         mask_out = hs[:, 1:1 + self.num_mask_tokens, :]
         up = self.output_upscaling(src.transpose(1, 2).reshape(b, c, h, w))

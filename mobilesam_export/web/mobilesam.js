@@ -10,7 +10,7 @@
 // file); sessions are created once, after each graph's sha256 is checked against manifest.json.
 // Plain ES module, no bundler: copy mobilesam.js, worker.js and transforms.js into an app.
 
-const CONTRACT_VERSION = 1;
+const CONTRACT_VERSIONS = [1, 2];  // 2 added the prompt batch; the page sends one prompt
 
 export class MobileSamError extends Error {}
 
@@ -176,8 +176,8 @@ export async function load(baseUrl = './', options = {}) {
   let manifest;
   try { manifest = await res.json(); } catch (e) { throw new MobileSamError(`${base}manifest.json is not valid JSON: ${e.message}`); }
   const c = manifest.contract || {};
-  if (c.contract_version !== CONTRACT_VERSION) {
-    throw new MobileSamError(`${base}: I/O contract version ${c.contract_version}; mobilesam.js implements ${CONTRACT_VERSION}. Re-export the bundle.`);
+  if (!CONTRACT_VERSIONS.includes(c.contract_version)) {
+    throw new MobileSamError(`${base}: I/O contract version ${c.contract_version}; mobilesam.js reads ${CONTRACT_VERSIONS.join(', ')}. Re-export the bundle.`);
   }
   if (c.image_size !== 1024 || !manifest.graphs || !manifest.graphs.encoder || !manifest.graphs.decoder) {
     throw new MobileSamError(`${base}manifest.json does not describe MobileSAM's two graphs`);

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-CONTRACT_VERSION = 1
+CONTRACT_VERSION = 2
+# Version 1 had the same tensors with the prompt batch fixed to 1 (its manifests bind
+# `num_prompts` to 1), so this runtime reads those bundles unchanged.
+SUPPORTED_CONTRACT_VERSIONS = (1, 2)
 
 IMAGE_SIZE = 1024  # longest side after resize; the encoder input is IMAGE_SIZE x IMAGE_SIZE
 EMBED_DIM = 256
@@ -61,26 +64,36 @@ ENCODER_OUTPUTS = (
     TensorSpec("image_embeddings", (1, EMBED_DIM, EMBED_SIZE, EMBED_SIZE), "float32",
                "image embedding fed to the decoder"),
 )
+# The decoder takes a prompt batch: `num_prompts` (B) prompt sets of `num_points` (N) tokens each,
+# against ONE image embedding (broadcast inside the graph, never copied B times by the caller).
 DECODER_INPUTS = (
     TensorSpec("image_embeddings", (1, EMBED_DIM, EMBED_SIZE, EMBED_SIZE), "float32",
                "output of the encoder"),
-    TensorSpec("point_coords", (1, "num_points", 2), "float32",
+    TensorSpec("point_coords", ("num_prompts", "num_points", 2), "float32",
                "prompt points (x, y) in the resized 1024 frame; box corners as two points"),
-    TensorSpec("point_labels", (1, "num_points"), "float32",
+    TensorSpec("point_labels", ("num_prompts", "num_points"), "float32",
                "1 foreground, 0 background, 2/3 box top-left/bottom-right, -1 padding"),
-    TensorSpec("mask_input", (1, 1, LOW_RES_SIZE, LOW_RES_SIZE), "float32",
+    TensorSpec("mask_input", ("num_prompts", 1, LOW_RES_SIZE, LOW_RES_SIZE), "float32",
                "previous low-res mask logits (zeros when unused)"),
-    TensorSpec("has_mask_input", (1,), "float32", "1 when mask_input is used, else 0"),
+    TensorSpec("has_mask_input", ("num_prompts",), "float32", "1 when mask_input is used, else 0"),
 )
 DECODER_OUTPUTS = (
-    TensorSpec("iou_predictions", (1, NUM_MASK_OUTPUTS), "float32",
+    TensorSpec("iou_predictions", ("num_prompts", NUM_MASK_OUTPUTS), "float32",
                "predicted mask quality; index 0 single-mask, 1..3 multimask"),
-    TensorSpec("low_res_masks", (1, NUM_MASK_OUTPUTS, LOW_RES_SIZE, LOW_RES_SIZE), "float32",
-               "mask logits in the padded 256x256 frame"),
+    TensorSpec("low_res_masks", ("num_prompts", NUM_MASK_OUTPUTS, LOW_RES_SIZE, LOW_RES_SIZE),
+               "float32", "mask logits in the padded 256x256 frame"),
 )
+
+
+def _one_prompt(specs: tuple[TensorSpec, ...]) -> tuple[TensorSpec, ...]:
+    return tuple(TensorSpec(s.name, tuple(1 if d == "num_prompts" else d for d in s.shape),
+                            s.dtype, s.description) for s in specs)
+
+
 # The interface of segment-anything's official ONNX decoder (scripts/export_onnx_model.py with
 # return_single_mask=True), so SAM ONNX clients load our decoder unchanged.
-OFFICIAL_DECODER_INPUTS = DECODER_INPUTS + (
+# It has no prompt batch (B = 1).
+OFFICIAL_DECODER_INPUTS = _one_prompt(DECODER_INPUTS) + (
     TensorSpec("orig_im_size", (2,), "float32", "original image (height, width)"),
 )
 OFFICIAL_DECODER_OUTPUTS = (
@@ -128,9 +141,12 @@ def _spec(s: TensorSpec) -> dict:
 # unbounded N, CoreML's 1..16). The manifest's `signatures` records that per graph, typed, and the
 # runtimes read it instead of free-form notes. A fixed size for `num_points` means prompt slots:
 # the runtime fills unused ones with Label.UNUSED.
+# `decoder_batch` (static-shape formats only) is a second signature of the decoder graph's file
+# with a larger fixed prompt batch (TFLite: one file, two signatures sharing the weights).
 SIGNATURE_ROLES = {
     "encoder": (ENCODER_INPUTS, ENCODER_OUTPUTS),
     "decoder": (DECODER_INPUTS, DECODER_OUTPUTS),
+    "decoder_batch": (DECODER_INPUTS, DECODER_OUTPUTS),
     "decoder_official": (OFFICIAL_DECODER_INPUTS, OFFICIAL_DECODER_OUTPUTS),
 }
 REQUIRED_ROLES = ("encoder", "decoder")
@@ -197,6 +213,11 @@ def graph_signature(role: str, dims: dict[str, int | Dim] | None = None,
 def prompt_points(decoder: GraphSignature) -> int | Dim:
     """The decoder's prompt-token dimension: a fixed slot count, or the Dim it accepts."""
     return decoder.input("point_coords").shape[1]
+
+
+def prompt_batch(decoder: GraphSignature) -> int | Dim:
+    """The decoder's prompt-batch dimension (B): a fixed size, or the Dim it accepts."""
+    return decoder.input("point_coords").shape[0]
 
 
 def _is_int(x) -> bool:

@@ -227,9 +227,10 @@ def check_schema(m) -> None:
         raise BundleError(f"manifest version {version!r} (this runtime reads {MANIFEST_VERSION}: "
                           f"typed graph signatures). Re-export the bundle.")
     c = _want(m, "contract", dict, MANIFEST)
-    if c.get("contract_version") != contract.CONTRACT_VERSION:
+    if c.get("contract_version") not in contract.SUPPORTED_CONTRACT_VERSIONS:
         raise BundleError(f"I/O contract version {c.get('contract_version')!r}; this runtime "
-                          f"implements version {contract.CONTRACT_VERSION}. Re-export the bundle.")
+                          f"reads versions {list(contract.SUPPORTED_CONTRACT_VERSIONS)}. "
+                          f"Re-export the bundle.")
     for key in ("format", "precision"):
         if not _want(m, key, str, MANIFEST):
             raise BundleError(f"{MANIFEST}: field {key!r} is empty")

@@ -35,6 +35,7 @@ class Backend(Protocol):
     """What a format's runtime provides: the two graphs of the contract."""
 
     max_points: int | None  # fixed prompt slots (static-shape formats) or None for dynamic
+    max_batch: int | None  # prompt sets one decode() call takes (None: any)
 
     def encode(self, image: np.ndarray) -> np.ndarray:
         """[1,3,1024,1024] float32 -> image_embeddings [1,256,64,64] float32."""
@@ -42,7 +43,8 @@ class Backend(Protocol):
     def decode(self, image_embeddings: np.ndarray, point_coords: np.ndarray,
                point_labels: np.ndarray, mask_input: np.ndarray,
                has_mask_input: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Contract decoder inputs -> (iou_predictions [1,4], low_res_masks [1,4,256,256])."""
+        """Contract decoder inputs (B prompt sets) -> (iou_predictions [B,4],
+        low_res_masks [B,4,256,256])."""
 
 
 def _float_array(value, name: str, shape_desc: str, limit: float = FLOAT32_MAX) -> np.ndarray:
@@ -92,10 +94,7 @@ def prompt_tokens(point_coords, point_labels, box,
         if lab.shape != (pts.shape[0],):
             raise ValueError(f"point_labels must have shape ({pts.shape[0]},) to match "
                              f"point_coords, got {lab.shape}")
-        bad = sorted(set(lab.tolist()) - set(contract.Label.ALL))
-        if bad:
-            raise ValueError(f"point_labels must be 1 (foreground) or 0 (background) "
-                             f"(SAM also knows -1, 2, 3); got {bad}")
+        _check_labels(lab)
         coords.append(_to_frame(pts, "point_coords", original_size))
         labels.append(lab)
         if box is None:
@@ -147,6 +146,75 @@ def decoder_prompts(point_coords, point_labels, box, mask_input, original_size: 
         coords = np.concatenate([coords, np.zeros((extra, 2), np.float32)])
         labels = np.concatenate([labels, np.full((extra,), contract.Label.UNUSED, np.float32)])
     return coords[None], labels[None], mask, has_mask
+
+
+def _check_labels(lab: np.ndarray) -> None:
+    bad = sorted(set(lab.ravel().tolist()) - set(contract.Label.ALL))
+    if bad:
+        raise ValueError(f"point_labels must be 1 (foreground) or 0 (background) "
+                         f"(SAM also knows -1, 2, 3); got {bad}")
+
+
+def batch_prompts(point_coords, point_labels, boxes, mask_input, original_size: tuple[int, int],
+                  max_points: int | None = None) -> tuple[np.ndarray, ...]:
+    """segment-anything's `predict_torch` prompts in original-image pixels — point_coords
+    [B,N,2] with point_labels [B,N], boxes [B,4] (both together allowed), mask_input
+    [B,1,256,256] — as the decoder's B-row inputs (the tokens of `prompt_tokens`, per row)."""
+    if point_coords is None and point_labels is not None:
+        raise ValueError("point_labels given without point_coords")
+    if point_coords is not None and point_labels is None:
+        raise ValueError("point_labels must be supplied if point_coords is supplied")
+    coords, labels, b = [], [], None
+    if point_coords is not None:
+        pts = _float_array(point_coords, "point_coords", "a BxNx2 array of (x, y)")
+        if pts.ndim != 3 or pts.shape[2] != 2 or 0 in pts.shape:
+            raise ValueError(f"point_coords must be a BxNx2 array with B, N >= 1, got shape "
+                             f"{pts.shape}")
+        lab = _float_array(point_labels, "point_labels", "a BxN array")
+        if lab.shape != pts.shape[:2]:
+            raise ValueError(f"point_labels must have shape {pts.shape[:2]} to match "
+                             f"point_coords, got {lab.shape}")
+        _check_labels(lab)
+        b = pts.shape[0]
+        coords.append(_to_frame(pts, "point_coords", original_size))
+        labels.append(lab)
+        if boxes is None:
+            coords.append(np.zeros((b, 1, 2), np.float32))
+            labels.append(np.full((b, 1), contract.Label.PADDING))
+    if boxes is not None:
+        bx = _float_array(boxes, "boxes", "a Bx4 array of (x1, y1, x2, y2)")
+        if bx.ndim != 2 or bx.shape[1] != 4 or bx.shape[0] == 0:
+            raise ValueError(f"boxes must be a Bx4 array (x1, y1, x2, y2) with B >= 1, got "
+                             f"shape {bx.shape}")
+        if b is not None and bx.shape[0] != b:
+            raise ValueError(f"boxes has {bx.shape[0]} rows but point_coords {b}: one box per "
+                             f"prompt set")
+        b = bx.shape[0]
+        coords.append(_to_frame(bx.reshape(b, 2, 2), "boxes", original_size))
+        labels.append(np.tile([contract.Label.BOX_TOP_LEFT, contract.Label.BOX_BOTTOM_RIGHT], (b, 1)))
+    if b is None:
+        raise ValueError("predict_batch needs point_coords or boxes (a mask_input alone is not "
+                         "supported by the exported decoder)")
+    low = contract.LOW_RES_SIZE
+    if mask_input is not None:
+        m = _float_array(mask_input, "mask_input", f"a Bx1x{low}x{low} array of low-res logits",
+                         MAX_ABS_MASK_LOGIT)
+        if m.shape != (b, 1, low, low):
+            raise ValueError(f"mask_input must be {b}x1x{low}x{low} (previous low_res_logits, one "
+                             f"per prompt set), got shape {m.shape}")
+        mask, has_mask = m.astype(np.float32), np.ones((b,), np.float32)
+    else:
+        mask, has_mask = np.zeros((b, 1, low, low), np.float32), np.zeros((b,), np.float32)
+    coords, labels = np.concatenate(coords, 1), np.concatenate(labels, 1)
+    if max_points is not None:
+        if coords.shape[1] > max_points:
+            raise ValueError(f"point_coords and boxes give {coords.shape[1]} prompt tokens per set "
+                             f"(points + padding/box corners), which exceed this bundle's "
+                             f"{max_points} fixed slots")
+        extra = max_points - coords.shape[1]
+        coords = np.concatenate([coords, np.zeros((b, extra, 2), np.float32)], 1)
+        labels = np.concatenate([labels, np.full((b, extra), contract.Label.UNUSED)], 1)
+    return coords.astype(np.float32), labels.astype(np.float32), mask, has_mask
 
 
 @dataclass(frozen=True)
@@ -273,14 +341,7 @@ class SamPredictor:
 
         Returns (masks CxHxW bool — or float logits with return_logits —, scores C,
         low_res_logits Cx256x256); C is 3 with multimask_output, else 1."""
-        state = self._state  # one snapshot: a concurrent set_image cannot tear it
-        if state is None:
-            raise NoImageError("An image must be set with .set_image(...) before mask prediction "
-                               "(in this thread: each thread sets its own).")
-        if not isinstance(multimask_output, (bool, np.bool_)):
-            raise TypeError(f"multimask_output must be a bool, got {type(multimask_output).__name__}")
-        if not isinstance(return_logits, (bool, np.bool_)):
-            raise TypeError(f"return_logits must be a bool, got {type(return_logits).__name__}")
+        state = self._current(multimask_output=multimask_output, return_logits=return_logits)
         coords, labels, mask, has_mask = decoder_prompts(
             point_coords, point_labels, box, mask_input, state.original_size,
             getattr(self.backend, "max_points", None))
@@ -291,8 +352,82 @@ class SamPredictor:
         sl = slice(1, None) if multimask_output else slice(0, 1)
         low_res = np.asarray(low_res, np.float32)[0, sl]
         scores = np.asarray(iou, np.float32)[0, sl]
-        masks = transforms.upscale_masks(low_res, state.rows, state.cols)
+        masks = self._upscale(state, low_res)
         if not return_logits:
             masks = masks > contract.MASK_THRESHOLD
         self.timings.update(decoder=t1 - t0, postprocess=time.perf_counter() - t1)
+        return masks, scores, low_res
+
+    def _current(self, **flags) -> _ImageState:
+        """This thread's image state (one snapshot: a concurrent set_image cannot tear it),
+        after checking the bool `flags`."""
+        state = self._state
+        if state is None:
+            raise NoImageError("An image must be set with .set_image(...) before mask prediction "
+                               "(in this thread: each thread sets its own).")
+        for name, value in flags.items():
+            if not isinstance(value, (bool, np.bool_)):
+                raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
+        return state
+
+    @staticmethod
+    def _upscale(state: _ImageState, low_res: np.ndarray) -> np.ndarray:
+        return transforms.upscale_masks(low_res, state.rows, state.cols)
+
+    def upscale_logits(self, low_res: np.ndarray) -> np.ndarray:
+        """[..., 256, 256] low-res logits -> [..., H, W] float32 logits at this thread's image's
+        original size (SAM's postprocess_masks)."""
+        state = self._current()
+        low = np.asarray(low_res, np.float32)
+        if low.ndim < 2 or low.shape[-2:] != (contract.LOW_RES_SIZE,) * 2:
+            raise ValueError(f"low_res must be [..., {contract.LOW_RES_SIZE}, "
+                             f"{contract.LOW_RES_SIZE}], got shape {low.shape}")
+        return self._upscale(state, low)
+
+    # -- many prompts per call ------------------------------------------------------------------
+    def predict_batch_low_res(self, point_coords=None, point_labels=None, boxes=None,
+                              mask_input=None, multimask_output: bool = True,
+                              chunk_size: int = 16) -> tuple[np.ndarray, np.ndarray]:
+        """`predict_batch` without the upscaling: (scores [B,C], low_res_logits [B,C,256,256])."""
+        state = self._current(multimask_output=multimask_output)
+        return self._decode_batch(state, point_coords, point_labels, boxes, mask_input,
+                                  multimask_output, chunk_size)
+
+    def _decode_batch(self, state, point_coords, point_labels, boxes, mask_input,
+                      multimask_output: bool, chunk_size: int) -> tuple[np.ndarray, np.ndarray]:
+        if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) \
+                or chunk_size < 1:
+            raise ValueError(f"chunk_size must be an integer >= 1, got {chunk_size!r}")
+        rows = batch_prompts(point_coords, point_labels, boxes, mask_input, state.original_size,
+                             getattr(self.backend, "max_points", None))
+        step = min(int(chunk_size), getattr(self.backend, "max_batch", None) or chunk_size)
+        sl = slice(1, None) if multimask_output else slice(0, 1)
+        scores, low_res = [], []
+        t0 = time.perf_counter()
+        for start in range(0, rows[0].shape[0], step):
+            iou, low = self._call(self.backend.decode, state.features,
+                                  *(r[start:start + step] for r in rows))
+            scores.append(np.asarray(iou, np.float32)[:, sl])
+            low_res.append(np.asarray(low, np.float32)[:, sl])
+        self.timings.update(decoder=time.perf_counter() - t0)
+        return np.concatenate(scores), np.concatenate(low_res)
+
+    def predict_batch(self, point_coords=None, point_labels=None, boxes=None, mask_input=None,
+                      multimask_output: bool = True, return_logits: bool = False,
+                      chunk_size: int = 16) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Many prompt sets in one call, segment-anything's `predict_torch` semantics but with
+        coordinates in original-image pixels: point_coords [B,N,2] + point_labels [B,N] and/or
+        boxes [B,4], optional mask_input [B,1,256,256]. Returns (masks [B,C,H,W] bool — or
+        float logits with return_logits —, scores [B,C], low_res_logits [B,C,256,256]).
+        The decoder runs `chunk_size` prompt sets per call (bounded memory)."""
+        state = self._current(multimask_output=multimask_output, return_logits=return_logits)
+        scores, low_res = self._decode_batch(state, point_coords, point_labels, boxes, mask_input,
+                                             multimask_output, chunk_size)
+        t1 = time.perf_counter()
+        h, w = state.original_size
+        masks = np.empty(low_res.shape[:2] + (h, w), np.float32 if return_logits else bool)
+        for start in range(0, low_res.shape[0], chunk_size):
+            up = self._upscale(state, low_res[start:start + chunk_size])
+            masks[start:start + chunk_size] = up if return_logits else up > contract.MASK_THRESHOLD
+        self.timings.update(postprocess=time.perf_counter() - t1)
         return masks, scores, low_res

@@ -40,3 +40,12 @@ def check_signature(bundle_dir, role: str, sig, actual: dict[str, tuple]) -> Non
     if problems:
         raise BundleError(f"{bundle_dir}: the {role} graph does not match the manifest's "
                           f"signature: {'; '.join(problems)}")
+
+
+def prompt_batch_limit(decoder_sig) -> int | None:
+    """How many prompt sets one decoder call takes: the signature's fixed B, its Dim's upper
+    bound, or None (unbounded)."""
+    from ..contract import Dim, prompt_batch
+
+    b = prompt_batch(decoder_sig)
+    return b.max if isinstance(b, Dim) else b

@@ -12,6 +12,7 @@ import numpy as np
 
 from .. import contract
 from ..manifest import BundleError, signatures
+from . import prompt_batch_limit
 
 COMPUTE_UNITS = ("ALL", "CPU_ONLY", "CPU_AND_GPU", "CPU_AND_NE")
 
@@ -20,6 +21,7 @@ class CoreMLBackend:
     """Runs encoder.mlpackage / decoder.mlpackage with the chosen compute units."""
 
     max_points = None  # dynamic 1..point_limit (RangeDim); decode() refuses more
+    max_batch = 1  # prompt sets per decoder call (the RangeDim's upper bound; 1 for old bundles)
     thread_safe = False
 
     def __init__(self, bundle_dir: Path, manifest: dict, compute_units: str = "ALL") -> None:
@@ -40,6 +42,7 @@ class CoreMLBackend:
                               f"manifest says {points}")
         self.image_input = sigs["encoder"].input("image").kind == "image"
         self.point_limit = points.max
+        self.max_batch = prompt_batch_limit(sigs["decoder"])
         self.encoder = ct.models.MLModel(str(bundle_dir / files["encoder"]), compute_units=units)
         self.decoder = ct.models.MLModel(str(bundle_dir / files["decoder"]), compute_units=units)
 

@@ -9,7 +9,7 @@ import onnxruntime as ort
 
 from .. import contract
 from ..manifest import BundleError, signatures
-from . import check_signature
+from . import check_signature, prompt_batch_limit
 
 
 class OnnxBackend:
@@ -34,6 +34,7 @@ class OnnxBackend:
             check_signature(bundle_dir, role, sigs[role], {
                 i.name: tuple(d if isinstance(d, int) else None for d in i.shape)
                 for i in session.get_inputs()})
+        self.max_batch = prompt_batch_limit(sigs["decoder"])  # None; 1 for contract-1 bundles
         if not isinstance(contract.prompt_points(sigs["decoder"]), contract.Dim):
             raise BundleError(f"{bundle_dir}: ONNX decoders take a dynamic number of points")
 

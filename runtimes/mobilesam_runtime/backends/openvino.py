@@ -9,7 +9,7 @@ import openvino as ov
 
 from .. import contract
 from ..manifest import signatures
-from . import check_signature
+from . import check_signature, prompt_batch_limit
 
 # f32 for parity; bf16 (the CPU plugin's default on AVX-512-BF16/AMX CPUs) or f16 for speed.
 PRECISIONS = ("f32", "bf16", "f16")
@@ -46,6 +46,7 @@ class OpenVinoBackend:
                 next((n for n in wanted if n in i.get_names()), i.get_any_name()):
                     tuple(d.get_length() if d.is_static else None for d in i.get_partial_shape())
                 for i in compiled.inputs})
+        self.max_batch = prompt_batch_limit(sigs["decoder"])  # None; 1 for contract-1 bundles
         self._enc_req = self.encoder.create_infer_request()
         self._dec_req = self.decoder.create_infer_request()
 

@@ -12,7 +12,8 @@ from .. import contract
 from ..manifest import BundleError, signatures
 from . import check_signature
 
-SIGNATURE = "serving_default"
+SIGNATURE = "serving_default"  # B = 1
+BATCH_SIGNATURE = "decoder_batch"  # B = the manifest's decoder_batch size, same weights
 
 
 class LiteRtBackend:
@@ -20,6 +21,7 @@ class LiteRtBackend:
     the predictor fills unused ones with Label.UNUSED, which the graph masks out."""
 
     thread_safe = False  # an Interpreter is not: the predictor serialises calls
+    max_batch = None  # decode() takes any number of prompt sets (see there)
 
     def __init__(self, bundle_dir: Path, manifest: dict, threads: int | None = None) -> None:
         if threads is not None and threads < 1:
@@ -36,7 +38,16 @@ class LiteRtBackend:
         self._dec = Interpreter(str(bundle_dir / files["decoder"]), num_threads=threads)
         self.encoder = self._enc.get_signature_runner(SIGNATURE)
         self.decoder = self._dec.get_signature_runner(SIGNATURE)
-        for role, runner in (("encoder", self.encoder), ("decoder", self.decoder)):
+        runners = [("encoder", self.encoder), ("decoder", self.decoder)]
+        self.batch_decoder, self.batch_size = None, 1
+        if "decoder_batch" in sigs:  # a second signature of the decoder file, B fixed
+            self.batch_decoder = self._dec.get_signature_runner(BATCH_SIGNATURE)
+            self.batch_size = contract.prompt_batch(sigs["decoder_batch"])
+            runners.append(("decoder_batch", self.batch_decoder))
+        if contract.prompt_batch(sigs["decoder"]) != 1:
+            raise BundleError(f"{bundle_dir}: a TFLite decoder's serving_default signature takes "
+                              f"one prompt set")
+        for role, runner in runners:
             check_signature(bundle_dir, role, sigs[role], {
                 name: tuple(int(d) if d >= 0 else None
                             for d in detail.get("shape_signature", detail["shape"]))
@@ -69,9 +80,31 @@ class LiteRtBackend:
             "image_embeddings"]
 
     def decode(self, image_embeddings, point_coords, point_labels, mask_input, has_mask_input):
-        out = self._run(self.decoder, **contract.feeds(
-            contract.DECODER_INPUTS, image_embeddings, point_coords, point_labels, mask_input,
-            has_mask_input))
+        """Any number of prompt sets: full groups of `batch_size` through the batch signature;
+        a remainder larger than half a group padded with copies of its first row (rows are
+        independent: padding changes no result, and never outnumbers the real rows), smaller
+        remainders one by one."""
+        rows = (point_coords, point_labels, mask_input, has_mask_input)
+        n, k = point_coords.shape[0], self.batch_size
+        outs, start = [], 0
+        while start < n:
+            left = n - start
+            if self.batch_decoder is not None and (left >= k or 2 * left > k):
+                part = [r[start:start + k] for r in rows]
+                pad = k - part[0].shape[0]
+                if pad:
+                    part = [np.concatenate([r, np.repeat(r[:1], pad, axis=0)]) for r in part]
+                outs.append(tuple(o[:k - pad] for o in self._decode(self.batch_decoder,
+                                                                     image_embeddings, part)))
+                start += k - pad
+            else:
+                outs.append(self._decode(self.decoder, image_embeddings,
+                                         [r[start:start + 1] for r in rows]))
+                start += 1
+        return tuple(np.concatenate([o[i] for o in outs]) for i in range(2))
+
+    def _decode(self, runner, image_embeddings, rows) -> tuple[np.ndarray, np.ndarray]:
+        out = self._run(runner, **contract.feeds(contract.DECODER_INPUTS, image_embeddings, *rows))
         return tuple(out[name] for name in contract.names(contract.DECODER_OUTPUTS))
 
 

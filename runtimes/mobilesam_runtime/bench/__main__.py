@@ -20,12 +20,13 @@ from pathlib import Path
 import numpy as np
 
 from . import machine, report
-from .measure import PROMPT_COUNTS
+from .measure import BATCH, PROMPT_COUNTS
 
 MEASURE = "mobilesam_runtime.bench.measure"
 # per round: (op, runs); decoder_1 and predict get more runs (they are short)
 PLAN = (("encoder", 1), ("set_image", 1), ("predict", 3), ("predict_single", 1), ("decoder_1", 3),
-        *((f"decoder_{n}", 1) for n in PROMPT_COUNTS[1:]), ("preprocess", 1))
+        *((f"decoder_{n}", 1) for n in PROMPT_COUNTS[1:]), ("preprocess", 1),
+        (f"predict_batch_{BATCH}", 1))
 GAP_S = 0.02  # idle time between two workers' runs (lets spinning thread pools go to sleep)
 
 

@@ -26,6 +26,7 @@ from .. import transforms
 from .machine import peak_rss_mb
 
 PROMPT_COUNTS = (1, 2, 5, 16)
+BATCH = 64  # predict_batch_64: this many boxes in one call (a detector's output)
 
 
 def stats(seconds: list[float]) -> dict:
@@ -43,7 +44,8 @@ def points(n: int, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
 class BundleTarget:
     """A bundle's SamPredictor: `encoder` is backend.encode on a prepared input (the graph
     alone); `set_image` and `predict` (1 point, 3 masks at the original size) are the
-    predictor's calls; `decoder_N` is backend.decode alone with N points."""
+    predictor's calls, `predict_batch_64` one call with 64 boxes (3 masks each at the original
+    size); `decoder_N` is backend.decode alone with N points."""
 
     def __init__(self, bundle: str, image: np.ndarray, options: dict) -> None:
         import warnings
@@ -69,6 +71,9 @@ class BundleTarget:
         h, w = image.shape[:2]
         self.x = transforms.normalize_and_pad(transforms.resize_image(image))
         self.one = points(1, h, w)
+        x0, y0 = np.meshgrid(np.linspace(0, 0.7 * w, 8), np.linspace(0, 0.7 * h, 8))
+        self.boxes = np.stack([x0.ravel(), y0.ravel(), x0.ravel() + 0.3 * w,
+                               y0.ravel() + 0.3 * h], 1)[:BATCH]
         self.feeds = {}
         for n in PROMPT_COUNTS:
             try:
@@ -94,8 +99,12 @@ class BundleTarget:
             p.predict(*self.one, multimask_output=multimask)
             return split(("decoder", "postprocess"))
 
+        def predict_batch():
+            p.predict_batch(boxes=self.boxes)
+            return split(("decoder", "postprocess"))
+
         out = {"encoder": lambda: b.encode(self.x), "set_image": set_image, "predict": predict,
-               "predict_single": lambda: predict(False),
+               "predict_single": lambda: predict(False), f"predict_batch_{BATCH}": predict_batch,
                "preprocess": lambda: transforms.normalize_and_pad(transforms.resize_image(self.image))}
         for n, f in self.feeds.items():
             out[f"decoder_{n}"] = lambda f=f: b.decode(p.features, *f)
