@@ -15,7 +15,6 @@ import pytest
 
 import mobilesam_runtime
 from mobilesam_runtime import amg_utils as amg
-from mobilesam_runtime import transforms
 from mobilesam_runtime.automatic import SamAutomaticMaskGenerator
 
 SHIMS = Path(__file__).parent / "upstream_shims"
@@ -26,34 +25,6 @@ SHIMS = Path(__file__).parent / "upstream_shims"
 # the 4x4 grid on dog.jpg.
 PARAMS = dict(points_per_side=4, pred_iou_thresh=0.06, stability_score_thresh=0.4,
               stability_score_offset=1.0, box_nms_thresh=1.0)
-
-
-class _LoopBatch:
-    """Temporary stand-in for SamPredictor.predict_batch_low_res/upscale_logits (a loop over
-    predict) until the batched decoder lands."""
-
-    def __init__(self, predictor):
-        self.p = predictor
-
-    def __getattr__(self, name):
-        return getattr(self.p, name)
-
-    def predict_batch_low_res(self, point_coords=None, point_labels=None, boxes=None,
-                              mask_input=None, multimask_output=True):
-        scores, lows = [], []
-        for b in range(len(point_coords)):
-            _, s, low = self.p.predict(point_coords=point_coords[b], point_labels=point_labels[b],
-                                       multimask_output=multimask_output)
-            scores.append(s)
-            lows.append(low)
-        return np.stack(scores), np.stack(lows)
-
-    def upscale_logits(self, low_res):
-        return transforms.upscale_masks(low_res, self.p._rows, self.p._cols)
-
-
-def _batched(predictor):
-    return predictor if hasattr(predictor, "predict_batch_low_res") else _LoopBatch(predictor)
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +46,7 @@ def upstream(loaded):
 
 @pytest.fixture(scope="module")
 def onnx_predictor(export):
-    return _batched(mobilesam_runtime.load(export("onnx", "fp32")))
+    return mobilesam_runtime.load(export("onnx", "fp32"))
 
 
 # -- helpers vs upstream's utils/amg.py ------------------------------------------------------
