@@ -1,4 +1,4 @@
-"""`mobilesam-export` command line: export, parity, bench, summary, inspect."""
+"""`mobilesam-export` command line: export, parity, bench, summary, inspect, serve, segment."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from mobilesam_runtime import RandomWeightsWarning
+from mobilesam_runtime import MissingExtraError, RandomWeightsWarning
 from mobilesam_runtime.manifest import BundleError, signatures, validate_bundle
 
 from . import exporters
@@ -21,6 +21,8 @@ EPILOG = """examples:
   mobilesam-export bench exports/onnx-fp32 exports/openvino-int8
   mobilesam-export inspect exports/onnx-fp32
   mobilesam-export serve exports/web-fp32 --port 8000     # then open http://127.0.0.1:8000/
+  mobilesam-export segment exports/onnx-fp32 photos/ --out masks --everything
+  mobilesam-export segment exports/onnx-fp32 photos/ --out masks --boxes yolo_labels/ --labels yolo
 """
 
 
@@ -153,6 +155,31 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_segment(args: argparse.Namespace) -> int:
+    import mobilesam_runtime
+
+    from . import segment
+
+    if args.points:
+        prompts = segment.Prompts("points", points=segment.parse_points(args.points))
+    elif args.boxes:
+        prompts = segment.Prompts("boxes", boxes=segment.load_box_source(Path(args.boxes)))
+    images = segment.list_images(args.inputs)
+    if not images:
+        raise ValueError(f"no images found in {', '.join(args.inputs)}")
+    predictor = mobilesam_runtime.load(args.bundle)
+    if args.everything:
+        prompts = segment.Prompts("everything", generator=mobilesam_runtime.SamAutomaticMaskGenerator(
+            predictor, points_per_side=args.points_per_side, points_per_batch=args.points_per_batch,
+            pred_iou_thresh=args.pred_iou_thresh, stability_score_thresh=args.stability_score_thresh,
+            box_nms_thresh=args.box_nms_thresh, crop_n_layers=args.crop_n_layers,
+            min_mask_region_area=args.min_mask_region_area))
+    done, bad = segment.run(predictor, images, Path(args.out), prompts, args.labels,
+                            progress=not args.quiet)
+    print(f"wrote {done} image(s) to {args.out}" + (f"; skipped {len(bad)} bad file(s)" if bad else ""))
+    return 1 if bad else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mobilesam-export", formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -210,6 +237,35 @@ def build_parser() -> argparse.ArgumentParser:
                    help="address to bind (default 127.0.0.1: this machine only)")
     s.set_defaults(func=cmd_serve)
 
+    g = sub.add_parser(
+        "segment", help="masks for images: overlay PNGs + COCO (RLE) or YOLO (polygon) labels",
+        description="Segment images with a bundle. Per image writes OUT/<stem>.overlay.png and "
+                    "OUT/<stem>.json (COCO: RLE masks) or OUT/<stem>.txt (YOLO segmentation: "
+                    "class x1 y1 x2 y2 ..., normalised). Bad files are reported and skipped.")
+    g.add_argument("bundle", help="an exported bundle folder, e.g. exports/onnx-fp32")
+    g.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR", help="image files and/or folders")
+    g.add_argument("--out", "-o", required=True, help="output folder")
+    what = g.add_mutually_exclusive_group(required=True)
+    what.add_argument("--everything", action="store_true",
+                      help="segment everything (SAM's automatic mask generator)")
+    what.add_argument("--points", metavar='"x,y;x,y"',
+                      help="one object per point, pixel coordinates of the original image")
+    what.add_argument("--boxes", metavar="FILE",
+                      help="detector boxes, one object each: a COCO JSON file (images matched by "
+                           "file name), a folder of YOLO <stem>.txt labels (class cx cy w h, "
+                           "normalised), or one YOLO .txt used for every image")
+    g.add_argument("--labels", choices=("coco", "yolo"), default="coco", help="label format (default coco)")
+    g.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    a = g.add_argument_group("--everything options (SAM's names and defaults)")
+    a.add_argument("--points-per-side", type=int, default=32)
+    a.add_argument("--points-per-batch", type=int, default=64)
+    a.add_argument("--pred-iou-thresh", type=float, default=0.88)
+    a.add_argument("--stability-score-thresh", type=float, default=0.95)
+    a.add_argument("--box-nms-thresh", type=float, default=0.7)
+    a.add_argument("--crop-n-layers", type=int, default=0)
+    a.add_argument("--min-mask-region-area", type=int, default=0)
+    g.set_defaults(func=cmd_segment)
+
     i = sub.add_parser("inspect", help="show a bundle's manifest, files (verified) and parity")
     i.add_argument("bundle")
     i.add_argument("--json", action="store_true", help="print the whole manifest")
@@ -224,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return args.func(args)
-    except (CheckpointError, BundleError, ParityError, ValueError, OSError) as e:
+    except (CheckpointError, BundleError, ParityError, MissingExtraError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -101,7 +101,7 @@ def test_runtime_distribution_is_light():
     extras = RUNTIME_PYPROJECT["project"]["optional-dependencies"]
     assert {k: [_dist(r) for r in v] for k, v in extras.items() if k != "plot"} == {
         "onnx": ["onnxruntime"], "openvino": ["openvino"], "tflite": ["ai-edge-litert"],
-        "coreml": ["coremltools"]}
+        "coreml": ["coremltools"], "amg": ["opencv-python-headless", "pycocotools"]}
     for path in RUNTIME.rglob("*.py"):
         mods = _imports(path, set())
         assert not mods & {"torch", "mobilesam_export", "nncf"}, path  # onnx: guarded, bench only

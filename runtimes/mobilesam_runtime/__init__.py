@@ -13,13 +13,16 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+from .amg_utils import MissingExtraError
+from .automatic import SamAutomaticMaskGenerator
 from .backends import BACKENDS, MissingRuntimeError, import_backend
 from .manifest import BundleError, validate_bundle
 from .predictor import NoImageError, SamPredictor
 
 __version__ = "0.1.0"
 __all__ = ["load", "validate_bundle", "SamPredictor", "BundleError", "NoImageError",
-           "MissingRuntimeError", "RandomWeightsWarning", "BACKENDS"]
+           "MissingRuntimeError", "RandomWeightsWarning", "BACKENDS", "SamAutomaticMaskGenerator",
+           "MissingExtraError"]
 
 
 class RandomWeightsWarning(UserWarning):
