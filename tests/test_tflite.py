@@ -9,10 +9,18 @@ import numpy as np
 import pytest
 
 import mobilesam_runtime
+from mobilesam_export.parity import ParityError
 from mobilesam_export.reference import TorchPredictor
 
+# Found by the batch parity check (issue 12), tracked by issue 11, gate not loosened: on an AVX2
+# host the tflite int8 bundle picks another mask than the reference for 1 of 20 boxes (selection
+# IoU 0.33). Not strict: not yet measured on other CPUs.
+INT8_BATCH_SELECTION = pytest.mark.xfail(raises=ParityError, strict=False, reason="tflite int8: 1 "
+                                         "selection mismatch in the 20-box batch (issue 11)")
 
-@pytest.mark.parametrize("quant", ["fp32", "fp16", "int8", "int8-static"])
+
+@pytest.mark.parametrize("quant", ["fp32", "fp16", pytest.param("int8", marks=INT8_BATCH_SELECTION),
+                                   "int8-static"])
 def test_tflite_bundle_passes_its_gate(export, quant):
     bundle = export("tflite", quant)
     m = json.loads((bundle / "manifest.json").read_text())
