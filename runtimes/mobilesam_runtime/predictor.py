@@ -138,14 +138,24 @@ def decoder_prompts(point_coords, point_labels, box, mask_input, original_size: 
         raise ValueError("predict needs at least one point or a box (point_coords or box; a "
                          "mask_input alone is not supported by the exported decoder)")
     if max_points is not None:
-        if coords.shape[0] > max_points:
-            raise ValueError(f"point_coords and box give {coords.shape[0]} prompt tokens (points + "
-                             f"padding/box corners), which exceed this bundle's {max_points} "
-                             f"fixed slots")
-        extra = max_points - coords.shape[0]
-        coords = np.concatenate([coords, np.zeros((extra, 2), np.float32)])
-        labels = np.concatenate([labels, np.full((extra,), contract.Label.UNUSED, np.float32)])
+        coords, labels = _fill_slots(coords, labels, max_points,
+                                     f"point_coords and box give {coords.shape[0]} prompt tokens")
     return coords[None], labels[None], mask, has_mask
+
+
+def _fill_slots(coords: np.ndarray, labels: np.ndarray, max_points: int,
+                what: str) -> tuple[np.ndarray, np.ndarray]:
+    """Pad the token axis (the last of `labels`) to a fixed-slot graph's `max_points` with
+    Label.UNUSED; a ValueError starting with `what` when there are more tokens than slots."""
+    n = labels.shape[-1]
+    if n > max_points:
+        raise ValueError(f"{what} (points + padding/box corners), which exceed this bundle's "
+                         f"{max_points} fixed slots")
+    lead = labels.shape[:-1]
+    coords = np.concatenate([coords, np.zeros((*lead, max_points - n, 2), np.float32)], -2)
+    labels = np.concatenate([labels, np.full((*lead, max_points - n), contract.Label.UNUSED,
+                                             np.float32)], -1)
+    return coords, labels
 
 
 def _check_labels(lab: np.ndarray) -> None:
@@ -207,13 +217,8 @@ def batch_prompts(point_coords, point_labels, boxes, mask_input, original_size: 
         mask, has_mask = np.zeros((b, 1, low, low), np.float32), np.zeros((b,), np.float32)
     coords, labels = np.concatenate(coords, 1), np.concatenate(labels, 1)
     if max_points is not None:
-        if coords.shape[1] > max_points:
-            raise ValueError(f"point_coords and boxes give {coords.shape[1]} prompt tokens per set "
-                             f"(points + padding/box corners), which exceed this bundle's "
-                             f"{max_points} fixed slots")
-        extra = max_points - coords.shape[1]
-        coords = np.concatenate([coords, np.zeros((b, extra, 2), np.float32)], 1)
-        labels = np.concatenate([labels, np.full((b, extra), contract.Label.UNUSED)], 1)
+        coords, labels = _fill_slots(coords, labels, max_points, f"point_coords and boxes give "
+                                     f"{coords.shape[1]} prompt tokens per set")
     return coords.astype(np.float32), labels.astype(np.float32), mask, has_mask
 
 
