@@ -36,16 +36,25 @@ _bundles: dict[tuple[str, str], Path] = {}
 
 @pytest.fixture(scope="session")
 def export(loaded, exports_dir):
-    """export(fmt, quant, **options) -> bundle path; each bundle is exported once per session
-    with its parity gate on (a failing gate fails the test that asked for it)."""
+    """export(fmt, quant, gated=True, **options) -> bundle path; each bundle is exported once per
+    session with its parity gate on (a failing gate fails the test that asked for it).
+    gated=False publishes it whatever its parity (recorded in its manifest): for tests of what
+    an export is, not of whether it passes (e.g. file sizes)."""
     from mobilesam_export.bundle import ExportOptions, export_bundle
 
-    def _export(fmt: str, quant: str, **opts) -> Path:
+    def _export(fmt: str, quant: str, gated: bool = True, **opts) -> Path:
         key = (fmt, quant, tuple(sorted(opts.items())))
-        if key not in _bundles:
+        if key in _bundles:
+            return _bundles[key]
+        if gated:
             out = exports_dir / "-".join(f"{k}{v}" for k, v in sorted(opts.items())) \
                 if opts else exports_dir
             _bundles[key] = export_bundle(loaded, fmt, quant, out, ExportOptions(**opts))
-        return _bundles[key]
+            return _bundles[key]
+        ungated = (*key, "ungated")
+        if ungated not in _bundles:
+            _bundles[ungated] = export_bundle(loaded, fmt, quant, exports_dir / "ungated",
+                                              ExportOptions(**opts), parity_gate=False)
+        return _bundles[ungated]
 
     return _export

@@ -39,9 +39,8 @@ def test_openvino_bundle_passes_its_gate(export, quant):
     assert dec.input("point_coords").get_partial_shape()[1].is_dynamic
 
 
-@INT8_REFUSED_HERE
 def test_quantized_weights_are_smaller(export):
-    sizes = {q: json.loads((export("openvino", q) / "manifest.json").read_text())["files"]
+    sizes = {q: json.loads((export("openvino", q, gated=False) / "manifest.json").read_text())["files"]
              ["encoder.bin"]["bytes"] for q in ("fp32", "fp16", "int8", "int8-weights")}
     assert sizes["fp16"] < 0.55 * sizes["fp32"]
     # int8 PTQ keeps the neck, norms and attention biases float: ~0.48 of fp32 measured
