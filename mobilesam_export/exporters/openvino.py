@@ -61,7 +61,8 @@ def export(loaded: LoadedModel, out: Path, quant: str, options: ExportOptions) -
     notes: dict = {"converted_from": f"onnx (opset {onnx_exporter.OPSET}, onnxsim)"}
     feeds = calibration_feeds(loaded, options.calibration_dir) if quant == "int8" else None
     with tempfile.TemporaryDirectory(dir=out) as tmp:
-        onnx_graphs = onnx_exporter.export_fp32(loaded, Path(tmp))
+        onnx_graphs = onnx_exporter.export_fp32(loaded, Path(tmp),
+                                                simplify=FORMAT in onnx_exporter.SIMPLIFY_FOR)
         for role in tqdm(graphs, desc=f"openvino {quant}", unit="graph"):
             model = ov.convert_model(str(Path(tmp) / onnx_graphs[role]))
             if quant == "int8" and compresses(role, quant):
