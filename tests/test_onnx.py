@@ -37,6 +37,23 @@ def test_fp32_bundle_layout_contract_and_metadata(export, loaded):
         assert json.loads(meta["mobilesam_export.contract"]) == contract.describe()
 
 
+def test_graphs_as_traced_and_spinning_option(export, photos):
+    """onnxruntime bundles are not simplified (measured slower, see exporters/onnx.py); the
+    backend's spinning option changes nothing in the results and refuses non-booleans."""
+    bundle = export("onnx", "fp32")
+    assert json.loads((bundle / "manifest.json").read_text())["notes"]["simplified_with"] is None
+    image = photos["truck"]
+    outs = []
+    for spinning in (True, "0"):
+        pred = mobilesam_runtime.load(bundle, spinning=spinning)
+        assert pred.backend.spinning is (spinning is True)
+        pred.set_image(image)
+        outs.append(pred.predict(np.array([[500, 400]]), np.array([1]), return_logits=True)[0])
+    np.testing.assert_array_equal(outs[0], outs[1])
+    with pytest.raises(ValueError, match="spinning must be true or false"):
+        mobilesam_runtime.load(bundle, spinning="maybe")
+
+
 @pytest.mark.parametrize("num_points", [1, 2, 5, 16])
 def test_dynamic_number_of_points(export, loaded, photos, num_points):
     pred = mobilesam_runtime.load(export("onnx", "fp32"))
