@@ -1,12 +1,13 @@
 """ONNX: both graphs via torch.onnx (TorchScript exporter, dynamic B and N), checked with
 onnx.checker; fp16, int8 dynamic and int8 static QDQ (onnxruntime.quantization, calibrated on
-real photos). Not simplified with onnxsim for onnxruntime (see SIMPLIFY_FOR)."""
+real photos). Not simplified with onnxsim (measured slower in onnxruntime: see OPSET)."""
 
 from __future__ import annotations
 
 import contextlib
 import io
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import onnx
@@ -34,13 +35,11 @@ OPSET = 17  # LayerNormalization is native; every op runs in onnxruntime and Ope
 # largest, so the speed-up would mostly go).
 STATIC_EXCLUDE_OP_TYPES = ("Sin", "Cos", "Softmax", "LayerNormalization")
 FLOAT_SCOPES = ("/neck/",)
-# Which consumers get onnxsim-simplified graphs. Measured A/B on one quiet 2-core AVX2 host
-# (2026-12-03, interleaved, 10 runs, encoder p50): onnxruntime 819 ms unsimplified vs 994 ms
-# simplified (18 % slower; the cause was not traced; decoder 66 vs 69 ms), so ONNX
-# and web bundles ship the graph as traced; OpenVINO's converter does 4 % better on the
-# simplified graph (708 vs 741 ms), so its conversion keeps onnxsim. Opset 20 (native Gelu):
+# Not simplified with onnxsim. Measured A/B on one quiet 2-core AVX2 host (2026-12-03,
+# interleaved, 10 runs, encoder p50): onnxruntime 819 ms as traced vs 994 ms simplified (18 %
+# slower; the cause was not traced; decoder 66 vs 69 ms), so ONNX and web bundles ship the graph
+# as traced (OpenVINO simplifies its copy: see exporters/openvino.py). Opset 20 (native Gelu):
 # 822 vs 819 ms in onnxruntime on that host, no gain, so OPSET stays 17.
-SIMPLIFY_FOR = ("openvino",)
 # 7-bit weights: onnxruntime's x86 int8 kernels without VNNI (AVX2 CPUs) multiply u8 x s8 pairs
 # into saturating int16 sums, so large activations overflow. Measured on an AVX2 host: the int8
 # bundles failed their gates with 8-bit weights; on an unseen outlier checkpoint, int8 dynamic
@@ -86,15 +85,6 @@ def _stamp_output_shapes(path: Path, outputs) -> None:
     onnx.save(model, str(path))
 
 
-def _simplify(path: Path) -> None:
-    import onnxsim
-
-    simplified, ok = onnxsim.simplify(onnx.load(str(path)))
-    if not ok:
-        raise RuntimeError(f"onnxsim could not validate the simplified {path.name}")
-    onnx.save(simplified, str(path))
-
-
 def set_metadata(path: Path, meta: dict[str, str]) -> None:
     """Write string metadata into an ONNX file's metadata_props (replacing ours)."""
     model = onnx.load(str(path))
@@ -109,9 +99,9 @@ def set_metadata(path: Path, meta: dict[str, str]) -> None:
 
 
 def export_fp32(loaded: LoadedModel, out: Path, official_decoder: bool = False,
-                simplify: bool = False) -> dict[str, str]:
-    """Trace and export the fp32 graphs (with `simplify`, through onnxsim); returns
-    {role: filename}."""
+                simplify: Callable[[Path], None] | None = None) -> dict[str, str]:
+    """Trace and export the fp32 graphs (each rewritten in place by `simplify`, if given);
+    returns {role: filename}."""
     model = loaded.model
     ex = example_inputs()
     # traced with B = 2 so that nothing specialises on a batch of one
@@ -134,7 +124,7 @@ def export_fp32(loaded: LoadedModel, out: Path, official_decoder: bool = False,
         with torch.no_grad():
             _export(module, args, path, ins, outs, dynamic_axes(ins + outs))
         if simplify:
-            _simplify(path)
+            simplify(path)
         _stamp_output_shapes(path, outs)
         onnx.checker.check_model(str(path), full_check=True)
     return graphs
@@ -189,8 +179,8 @@ def to_int8_static(src: Path, dst: Path, feeds: list[dict], exclude_op_types=())
 
 def export(loaded: LoadedModel, out: Path, quant: str, options: ExportOptions) -> dict:
     """Write the bundle's graphs for `quant` into `out`."""
-    graphs = export_fp32(loaded, out, options.official_decoder, simplify=FORMAT in SIMPLIFY_FOR)
-    notes: dict = {"opset": OPSET, "simplified_with": "onnxsim" if FORMAT in SIMPLIFY_FOR else None}
+    graphs = export_fp32(loaded, out, options.official_decoder)
+    notes: dict = {"opset": OPSET, "simplified_with": None}
     if quant != "fp32":
         feeds = calibration_feeds(loaded, options.calibration_dir) if quant == "int8-static" else None
         # SAM's official decoder is never int8
