@@ -431,8 +431,13 @@ class SamPredictor:
         t1 = time.perf_counter()
         h, w = state.original_size
         masks = np.empty(low_res.shape[:2] + (h, w), np.float32 if return_logits else bool)
-        for start in range(0, low_res.shape[0], chunk_size):
-            up = self._upscale(state, low_res[start:start + chunk_size])
-            masks[start:start + chunk_size] = up if return_logits else up > contract.MASK_THRESHOLD
+        # one prompt set (C masks) at a time: its float temporary stays small (26 MB at
+        # 1800x1200) where 16 at a time was 415 MB; measured 42 -> 20-29 ms per box (64 boxes)
+        for j in range(low_res.shape[0]):
+            up = self._upscale(state, low_res[j])
+            if return_logits:
+                masks[j] = up
+            else:
+                np.greater(up, contract.MASK_THRESHOLD, out=masks[j])
         self.timings.update(postprocess=time.perf_counter() - t1)
         return masks, scores, low_res
