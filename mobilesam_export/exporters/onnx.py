@@ -1,6 +1,7 @@
 """ONNX: both graphs via torch.onnx (TorchScript exporter, dynamic B and N), checked with
 onnx.checker; fp16, int8 dynamic and int8 static QDQ (onnxruntime.quantization, calibrated on
-real photos). Not simplified with onnxsim (measured slower in onnxruntime: see OPSET)."""
+real photos). Not simplified with onnxsim (measured slower in onnxruntime: see the note
+above REDUCE_RANGE)."""
 
 from __future__ import annotations
 

@@ -30,9 +30,9 @@ class OnnxBackend:
     `spinning` (default True, onnxruntime's own default): intra-op worker threads busy-wait for
     the next run. False lets them sleep as soon as a run ends, leaving the cores to the app.
     Measured on a 2-core AVX2 host (2026-12-03, 8 interleaved rounds): off made a click slower
-    (70 vs 62 ms) because the predictor's own work between runs (banded upscaling, numpy loops
-    without BLAS threads) no longer competes with a second thread pool (issue 16); an app that
-    runs its own threads beside the predictor may still want False.
+    (70 vs 62 ms). The predictor's own work between runs (banded upscaling) runs in numpy's
+    loops without BLAS threads, so there is no second thread pool to compete with (issue 16);
+    an app that runs its own threads beside the predictor may still want False.
     """
 
     max_points = None
