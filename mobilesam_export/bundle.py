@@ -39,6 +39,7 @@ class ExportOptions:
 
     calibration_dir: str | None = None
     official_decoder: bool = False  # ONNX: also write SAM's official decoder interface
+    split_decoder: bool = True  # ONNX, OpenVINO: also the split decoder (contract.DECODER_STATE)
     image_input: bool = False  # CoreML: encoder takes an ImageType with normalisation baked in
     num_slots: int = 16  # fixed-shape formats: prompt slots of the decoder
     prompt_batch: int = 16  # fixed-shape formats: prompt sets of the decoder's batch signature

@@ -13,6 +13,10 @@ from torch import nn
 from mobilesam_runtime import contract
 
 from .modeling import MobileSAM
+from .modeling.factored import DecoderImageGraph, DecoderPromptsGraph
+
+__all__ = ["EncoderGraph", "DecoderGraph", "OfficialDecoderGraph", "DecoderImageGraph",
+           "DecoderPromptsGraph", "example_inputs"]
 
 
 class EncoderGraph(nn.Module):

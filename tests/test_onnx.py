@@ -128,3 +128,16 @@ def test_official_decoder_as_in_sams_onnx_notebook(export, loaded, photos):
         assert abs(scores[0, 0] - rs[best]) < 1e-4
         agree = np.mean((masks[0, 0] > 0) == (rm[best] > 0))
         assert agree > 0.9999, agree
+
+
+def test_no_duplicated_large_constants(export):
+    """The tracer writes the decoder's 4 MB positional encoding once per use; the export keeps
+    one copy per graph (exporters/onnx.dedupe_constants)."""
+    bundle = export("onnx", "fp32")
+    m = json.loads((bundle / "manifest.json").read_text())
+    for role, name in m["graphs"].items():
+        model = onnx.load(str(bundle / name))
+        seen = [n.attribute[0].t.SerializeToString() for n in model.graph.node
+                if n.op_type == "Constant" and len(n.attribute[0].t.raw_data) >= 1 << 16]
+        assert len(seen) == len(set(seen)), role
+        assert m["files"][name]["bytes"] < 24e6, (role, m["files"][name]["bytes"])

@@ -21,7 +21,14 @@ from .. import formats
 from ..bundle import ExportOptions
 from ..calibration import calibration_feeds
 from ..checkpoint import LoadedModel
-from ..graphs import DecoderGraph, EncoderGraph, OfficialDecoderGraph, example_inputs
+from ..graphs import (
+    DecoderGraph,
+    DecoderImageGraph,
+    DecoderPromptsGraph,
+    EncoderGraph,
+    OfficialDecoderGraph,
+    example_inputs,
+)
 from ..metadata import model_metadata
 from . import compresses, decoder_precision, signatures_json
 
@@ -86,6 +93,36 @@ def _stamp_output_shapes(path: Path, outputs) -> None:
     onnx.save(model, str(path))
 
 
+def dedupe_constants(path: Path, min_bytes: int = 1 << 16) -> int:
+    """Fold identical large Constant nodes into one (the tracer writes a buffer once per use:
+    the decoder's 4 MB positional encoding three times); returns the bytes saved."""
+    model = onnx.load(str(path))
+    first: dict[bytes, str] = {}
+    alias: dict[str, str] = {}
+    keep, saved = [], 0
+    for node in model.graph.node:
+        for i, name in enumerate(node.input):
+            if name in alias:
+                node.input[i] = alias[name]
+        value = node.attribute[0].t if node.op_type == "Constant" and node.attribute \
+            and node.attribute[0].name == "value" else None
+        if value is not None and len(value.raw_data) >= min_bytes:
+            key = value.SerializeToString()
+            if key in first:
+                alias[node.output[0]] = first[key]
+                saved += len(value.raw_data)
+                continue
+            first[key] = node.output[0]
+        keep.append(node)
+    if saved:
+        if any(o.name in alias for o in model.graph.output):
+            raise RuntimeError(f"{path.name}: a graph output is a duplicated constant")
+        del model.graph.node[:]
+        model.graph.node.extend(keep)
+        onnx.save(model, str(path))
+    return saved
+
+
 def set_metadata(path: Path, meta: dict[str, str]) -> None:
     """Write string metadata into an ONNX file's metadata_props (replacing ours)."""
     model = onnx.load(str(path))
@@ -100,9 +137,10 @@ def set_metadata(path: Path, meta: dict[str, str]) -> None:
 
 
 def export_fp32(loaded: LoadedModel, out: Path, official_decoder: bool = False,
-                simplify: Callable[[Path], None] | None = None) -> dict[str, str]:
-    """Trace and export the fp32 graphs (each rewritten in place by `simplify`, if given);
-    returns {role: filename}."""
+                simplify: Callable[[Path], None] | None = None,
+                split_decoder: bool = False) -> dict[str, str]:
+    """Trace and export the fp32 graphs (each rewritten in place by `simplify`, if given), with
+    SAM's official decoder and the split decoder if asked; returns {role: filename}."""
     model = loaded.model
     ex = example_inputs()
     # traced with B = 2 so that nothing specialises on a batch of one
@@ -120,10 +158,21 @@ def export_fp32(loaded: LoadedModel, out: Path, official_decoder: bool = False,
         graphs["decoder_official"] = "decoder_sam_official.onnx"
         jobs.append(("decoder_official", OfficialDecoderGraph(model), official_args,
                      contract.OFFICIAL_DECODER_INPUTS, contract.OFFICIAL_DECODER_OUTPUTS))
+    if split_decoder:
+        image_graph = DecoderImageGraph(model)
+        with torch.no_grad():
+            state = image_graph(ex["image_embeddings"])
+        graphs.update(decoder_image="decoder_image.onnx", decoder_prompts="decoder_prompts.onnx")
+        jobs += [("decoder_image", image_graph, (ex["image_embeddings"],),
+                  contract.DECODER_IMAGE_INPUTS, contract.DECODER_STATE),
+                 ("decoder_prompts", DecoderPromptsGraph(model),
+                  (*state, batch["point_coords"], batch["point_labels"]),
+                  contract.DECODER_PROMPTS_INPUTS, contract.DECODER_OUTPUTS)]
     for role, module, args, ins, outs in tqdm(jobs, desc="onnx export", unit="graph"):
         path = out / graphs[role]
         with torch.no_grad():
             _export(module, args, path, ins, outs, dynamic_axes(ins + outs))
+        dedupe_constants(path)
         if simplify:
             simplify(path)
         _stamp_output_shapes(path, outs)
@@ -180,7 +229,7 @@ def to_int8_static(src: Path, dst: Path, feeds: list[dict], exclude_op_types=())
 
 def export(loaded: LoadedModel, out: Path, quant: str, options: ExportOptions) -> dict:
     """Write the bundle's graphs for `quant` into `out`."""
-    graphs = export_fp32(loaded, out, options.official_decoder)
+    graphs = export_fp32(loaded, out, options.official_decoder, split_decoder=options.split_decoder)
     notes: dict = {"opset": OPSET, "simplified_with": None}
     if quant != "fp32":
         feeds = calibration_feeds(loaded, options.calibration_dir) if quant == "int8-static" else None

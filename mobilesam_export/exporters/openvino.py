@@ -71,10 +71,13 @@ def simplify(path: Path) -> None:
 def export(loaded: LoadedModel, out: Path, quant: str, options: ExportOptions) -> dict:
     """Write encoder.xml/.bin and decoder.xml/.bin for `quant` into `out`."""
     graphs = {"encoder": "encoder.xml", "decoder": "decoder.xml"}
+    if options.split_decoder:
+        graphs.update(decoder_image="decoder_image.xml", decoder_prompts="decoder_prompts.xml")
     notes: dict = {"converted_from": f"onnx (opset {onnx_exporter.OPSET}, onnxsim)"}
     feeds = calibration_feeds(loaded, options.calibration_dir) if quant == "int8" else None
     with tempfile.TemporaryDirectory(dir=out) as tmp:
-        onnx_graphs = onnx_exporter.export_fp32(loaded, Path(tmp), simplify=simplify)
+        onnx_graphs = onnx_exporter.export_fp32(loaded, Path(tmp), simplify=simplify,
+                                                split_decoder=options.split_decoder)
         for role in tqdm(graphs, desc=f"openvino {quant}", unit="graph"):
             model = ov.convert_model(str(Path(tmp) / onnx_graphs[role]))
             if quant == "int8" and compresses(role, quant):

@@ -162,7 +162,8 @@ def write_selfcheck(out: Path, graphs: dict[str, str], quant: str) -> None:
 
 def export(loaded: LoadedModel, out: Path, quant: str, options: ExportOptions) -> dict:
     """The ONNX graphs of `quant`, onnxruntime-web, our JS and the demo page into `out`."""
-    options = dataclasses.replace(options, official_decoder=False)
+    # the page runs the two contract graphs only (mobilesam.js)
+    options = dataclasses.replace(options, official_decoder=False, split_decoder=False)
     result = onnx_exporter.export(loaded, out, quant, options)
     graphs = result["graphs"]
     for role, name in graphs.items():

@@ -29,13 +29,30 @@ class Attention(nn.Module):
     def forward(self, q: Tensor, k: Tensor, v: Tensor, key_mask: Tensor | None = None) -> Tensor:
         """`key_mask` (B x N_keys, 1 = attend, 0 = ignore) lets fixed-slot graphs drop unused
         prompt slots exactly; None is SAM's behaviour."""
-        q, k, v = self._heads(self.q_proj(q)), self._heads(self.k_proj(k)), self._heads(self.v_proj(v))
+        return self.attend(self.q_proj(q), self.k_proj(k), self.v_proj(v), key_mask)
+
+    def weights(self, q: Tensor, k: Tensor, key_mask: Tensor | None = None) -> Tensor:
+        """Softmax weights [B, heads, N_q, N_keys] of projected queries and keys."""
+        q, k = self._heads(q), self._heads(k)
         attn = (q @ k.permute(0, 1, 3, 2)) / math.sqrt(q.shape[-1])
         if key_mask is not None:
             attn = attn + (key_mask[:, None, None, :] - 1.0) * 1e4
-        out = torch.softmax(attn, dim=-1) @ v
+        return torch.softmax(attn, dim=-1)
+
+    def attend(self, q: Tensor, k: Tensor, v: Tensor, key_mask: Tensor | None = None) -> Tensor:
+        """Attention of projected queries, keys and values, through out_proj."""
+        out = self.weights(q, k, key_mask) @ self._heads(v)
         b, h, n, c = out.shape
         return self.out_proj(out.transpose(1, 2).reshape(b, n, h * c))
+
+    def values_out(self, v: Tensor) -> Tensor:
+        """Projected values [B, N_keys, internal] through out_proj head by head (no bias):
+        [B, heads * N_keys, C], so that attention = weights as [B, N_q, heads * N_keys] @ this
+        + out_proj.bias (cheaper when heads * N_keys < internal: few keys, many queries)."""
+        v = self._heads(v)
+        b, h, n_keys, c = v.shape
+        wo = self.out_proj.weight.t().reshape(h, c, -1)
+        return (v @ wo).reshape(b, h * n_keys, -1)
 
 
 class TwoWayAttentionBlock(nn.Module):

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-CONTRACT_VERSION = 2
+CONTRACT_VERSION = 3
 # Version 1 had the same tensors with the prompt batch fixed to 1 (its manifests bind
-# `num_prompts` to 1), so this runtime reads those bundles unchanged.
-SUPPORTED_CONTRACT_VERSIONS = (1, 2)
+# `num_prompts` to 1), so this runtime reads those bundles unchanged. Version 2 had no split
+# decoder (the optional `decoder_image` / `decoder_prompts` graphs below): same reading.
+SUPPORTED_CONTRACT_VERSIONS = (1, 2, 3)
 
 IMAGE_SIZE = 1024  # longest side after resize; the encoder input is IMAGE_SIZE x IMAGE_SIZE
 EMBED_DIM = 256
@@ -85,6 +86,36 @@ DECODER_OUTPUTS = (
 )
 
 
+# The split decoder (optional graphs; ONNX and OpenVINO bundles have them): the same decoder cut
+# at the image, for prompts WITHOUT a mask input. `decoder_image` runs once per image (at
+# set_image) and returns the image-only part of every layer; `decoder_prompts` takes that state
+# and the prompts and returns exactly the decoder's outputs with has_mask_input = 0
+# (mobilesam_export/modeling/factored.py says why it is exact). Its state tensors, in order:
+_TOKENS = EMBED_SIZE * EMBED_SIZE
+_ATTN = EMBED_DIM // 2  # the cross-attentions' internal width (downsample rate 2)
+_STATE = (
+    ("t0_k", _ATTN, "layer 0 token->image attention: keys of the image tokens"),
+    ("t0_v", _ATTN, "layer 0 token->image attention: values of the image tokens"),
+    ("i0_q", _ATTN, "layer 0 image->token attention: queries of the image tokens"),
+    ("f0c", EMBED_DIM, "layer 0 image tokens, centred per token"),
+    ("f0n", None, "squared norms of f0c's rows"),
+    ("t1_k", _ATTN, "layer 1 token->image keys: the image-only term"),
+    ("t1_v", _ATTN, "layer 1 token->image values: the image-only term"),
+    ("i1_q", _ATTN, "layer 1 image->token queries: the image-only term"),
+    ("f1c", EMBED_DIM, "layer 1 image tokens' image-only term, centred per token"),
+    ("f1n", None, "squared norms of f1c's rows"),
+    ("tf_k", _ATTN, "final token->image keys: the image-only term"),
+    ("tf_v", _ATTN, "final token->image values: the image-only term"),
+    ("up_f", 4 * (EMBED_DIM // 4), "the mask upscaling's first transposed conv (2x2 outputs x 64 "
+     "channels per token): the image-only term"),
+)
+DECODER_STATE = tuple(
+    TensorSpec(name, (1, _TOKENS) if width is None else (1, _TOKENS, width), "float32", desc)
+    for name, width, desc in _STATE)
+DECODER_IMAGE_INPUTS = DECODER_INPUTS[:1]
+DECODER_PROMPTS_INPUTS = DECODER_STATE + DECODER_INPUTS[1:3]
+
+
 def _one_prompt(specs: tuple[TensorSpec, ...]) -> tuple[TensorSpec, ...]:
     return tuple(TensorSpec(s.name, tuple(1 if d == "num_prompts" else d for d in s.shape),
                             s.dtype, s.description) for s in specs)
@@ -126,6 +157,9 @@ def describe(official_decoder: bool = False) -> dict:
         "encoder": {"inputs": [_spec(s) for s in ENCODER_INPUTS],
                     "outputs": [_spec(s) for s in ENCODER_OUTPUTS]},
         "decoder": {"inputs": [_spec(s) for s in dec_in], "outputs": [_spec(s) for s in dec_out]},
+        "split_decoder": {role: {"inputs": [_spec(s) for s in SIGNATURE_ROLES[role][0]],
+                                 "outputs": [_spec(s) for s in SIGNATURE_ROLES[role][1]]}
+                          for role in SPLIT_DECODER_ROLES},
     }
 
 
@@ -148,7 +182,10 @@ SIGNATURE_ROLES = {
     "decoder": (DECODER_INPUTS, DECODER_OUTPUTS),
     "decoder_batch": (DECODER_INPUTS, DECODER_OUTPUTS),
     "decoder_official": (OFFICIAL_DECODER_INPUTS, OFFICIAL_DECODER_OUTPUTS),
+    "decoder_image": (DECODER_IMAGE_INPUTS, DECODER_STATE),
+    "decoder_prompts": (DECODER_PROMPTS_INPUTS, DECODER_OUTPUTS),
 }
+SPLIT_DECODER_ROLES = ("decoder_image", "decoder_prompts")  # optional, always both
 REQUIRED_ROLES = ("encoder", "decoder")
 INPUT_KINDS = ("tensor", "image")  # image: CoreML ImageType, RGB 0..255, normalisation in-graph
 IMAGE_KIND_INPUTS = (("encoder", "image"),)  # the only input that may be an image

@@ -254,6 +254,10 @@ def check_schema(m) -> None:
     graphs = _want(m, "graphs", dict, MANIFEST)
     for role in contract.REQUIRED_ROLES:
         _want(graphs, role, str, "graphs")
+    split = [r for r in contract.SPLIT_DECODER_ROLES if r in graphs]
+    if split and len(split) != len(contract.SPLIT_DECODER_ROLES):
+        raise BundleError(f"graphs: the split decoder needs both {contract.SPLIT_DECODER_ROLES}, "
+                          f"this manifest has only {split[0]!r}")
     for role, name in graphs.items():
         if not isinstance(name, str) or name not in files:
             raise BundleError(f"graphs.{role} ({name!r}) is not listed in 'files': it cannot be "

@@ -46,6 +46,10 @@ class Backend(Protocol):
         """Contract decoder inputs (B prompt sets) -> (iou_predictions [B,4],
         low_res_masks [B,4,256,256])."""
 
+    # Optional (ONNX, OpenVINO): the split decoder, when `split_decoder` is True:
+    # decoder_state(image_embeddings) -> state (once per image) and
+    # decode_prompts(state, point_coords, point_labels) -> decode()'s outputs without mask input.
+
 
 def _float_array(value, name: str, shape_desc: str, limit: float = FLOAT32_MAX) -> np.ndarray:
     """`value` as float64, refusing non-real dtypes (complex, object, str, datetime), NaN/inf
@@ -227,6 +231,7 @@ class _ImageState:
     """Everything predict() needs about the current image (replaced whole, never mutated)."""
 
     features: np.ndarray
+    decoder_state: tuple[np.ndarray, ...] | None  # the split decoder's (None: not used)
     original_size: tuple[int, int]
     input_size: tuple[int, int]
     rows: transforms.AxisPlan  # upscaling of the low-res masks (transforms.upscale_plans)
@@ -268,7 +273,14 @@ class SamPredictor:
         """Replace this thread's embedding (e.g. with another runtime's, for comparisons)."""
         if self._state is None:
             raise NoImageError("set an image before replacing its features")
-        self._local.state = replace(self._state, features=value)
+        self._local.state = replace(self._state, features=value,
+                                    decoder_state=self._decoder_state(value))
+
+    def _decoder_state(self, features: np.ndarray) -> tuple[np.ndarray, ...] | None:
+        """The split decoder's per-image state of `features`, if the backend has that decoder."""
+        if not getattr(self.backend, "split_decoder", False):
+            return None
+        return self._call(self.backend.decoder_state, features)
 
     @property
     def original_size(self) -> tuple[int, int] | None:
@@ -320,11 +332,13 @@ class SamPredictor:
         t1 = time.perf_counter()
         features = self._call(self.backend.encode, x)
         t2 = time.perf_counter()
+        decoder_state = self._decoder_state(features)
+        t3 = time.perf_counter()
         input_size = (int(resized.shape[0]), int(resized.shape[1]))
         rows, cols = transforms.upscale_plans(input_size, (h, w))
-        self._local.state = _ImageState(features, (h, w), input_size, rows, cols)
-        self.timings.update(preprocess=t1 - t0, encoder=t2 - t1,
-                            upscale_setup=time.perf_counter() - t2)
+        self._local.state = _ImageState(features, decoder_state, (h, w), input_size, rows, cols)
+        self.timings.update(preprocess=t1 - t0, encoder=t2 - t1, decoder_state=t3 - t2,
+                            upscale_setup=time.perf_counter() - t3)
 
     def get_image_embedding(self) -> np.ndarray:
         """The current image's embedding, 1x256x64x64."""
@@ -351,8 +365,7 @@ class SamPredictor:
             point_coords, point_labels, box, mask_input, state.original_size,
             getattr(self.backend, "max_points", None))
         t0 = time.perf_counter()
-        iou, low_res = self._call(self.backend.decode, state.features, coords, labels, mask,
-                                  has_mask)
+        iou, low_res = self._decode(state, coords, labels, mask, has_mask)
         t1 = time.perf_counter()
         sl = slice(1, None) if multimask_output else slice(0, 1)
         low_res = np.asarray(low_res, np.float32)[0, sl]
@@ -362,6 +375,13 @@ class SamPredictor:
             masks = masks > contract.MASK_THRESHOLD
         self.timings.update(decoder=t1 - t0, postprocess=time.perf_counter() - t1)
         return masks, scores, low_res
+
+    def _decode(self, state: _ImageState, coords, labels, mask, has_mask):
+        """The decoder on prompt rows: the split decoder when every row is without a mask
+        input (and the backend has it), else the whole decoder graph."""
+        if state.decoder_state is not None and not np.any(has_mask):
+            return self._call(self.backend.decode_prompts, state.decoder_state, coords, labels)
+        return self._call(self.backend.decode, state.features, coords, labels, mask, has_mask)
 
     def _current(self, **flags) -> _ImageState:
         """This thread's image state (one snapshot: a concurrent set_image cannot tear it),
@@ -410,8 +430,7 @@ class SamPredictor:
         scores, low_res = [], []
         t0 = time.perf_counter()
         for start in range(0, rows[0].shape[0], step):
-            iou, low = self._call(self.backend.decode, state.features,
-                                  *(r[start:start + step] for r in rows))
+            iou, low = self._decode(state, *(r[start:start + step] for r in rows))
             scores.append(np.asarray(iou, np.float32)[:, sl])
             low_res.append(np.asarray(low, np.float32)[:, sl])
         self.timings.update(decoder=time.perf_counter() - t0)

@@ -49,3 +49,25 @@ def prompt_batch_limit(decoder_sig) -> int | None:
 
     b = prompt_batch(decoder_sig)
     return b.max if isinstance(b, Dim) else b
+
+
+def loaded_roles(graphs: dict, split_decoder: bool = True) -> list[str]:
+    """The graphs a predictor runs: encoder, decoder and, when the bundle has it and
+    `split_decoder` is on, the split decoder (contract.SPLIT_DECODER_ROLES); SAM's official
+    decoder is for other clients."""
+    from ..contract import REQUIRED_ROLES, SPLIT_DECODER_ROLES
+
+    roles = REQUIRED_ROLES + (SPLIT_DECODER_ROLES if split_decoder else ())
+    return [r for r in roles if r in graphs]
+
+
+def flag(value: bool | str, name: str) -> bool:
+    """A boolean backend option, also as the strings a command line passes (1/0, true/false)."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name} must be true or false, got {value!r}")

@@ -9,20 +9,23 @@ import openvino as ov
 
 from .. import contract
 from ..manifest import signatures
-from . import check_signature, prompt_batch_limit
+from . import check_signature, flag, loaded_roles, prompt_batch_limit
 
 # f32 for parity; bf16 (the CPU plugin's default on AVX-512-BF16/AMX CPUs) or f16 for speed.
 PRECISIONS = ("f32", "bf16", "f16")
 
 
 class OpenVinoBackend:
-    """Compiles encoder.xml / decoder.xml on `device` with an explicit inference precision."""
+    """Compiles encoder.xml / decoder.xml (and the split decoder, if the bundle has it and
+    `split_decoder` is on; that one always at f32) on `device` with an explicit inference
+    precision."""
 
     max_points = None
     thread_safe = False  # one infer request per graph: the predictor serialises calls
 
     def __init__(self, bundle_dir: Path, manifest: dict, device: str = "CPU",
-                 precision: str = "f32", threads: int | None = None) -> None:
+                 precision: str = "f32", threads: int | None = None,
+                 split_decoder: bool | str = True) -> None:
         core = ov.Core()
         available = core.available_devices
         base = device.split(":")[0].split(".")[0]
@@ -38,9 +41,17 @@ class OpenVinoBackend:
         if base == "AUTO":  # AUTO picks the device and its precision: record that, not a hint
             config, self.precision = {}, "device default (AUTO)"
         files, sigs = manifest["graphs"], signatures(manifest)
-        self.encoder = core.compile_model(str(bundle_dir / files["encoder"]), device, config)
-        self.decoder = core.compile_model(str(bundle_dir / files["decoder"]), device, config)
-        for role, compiled in (("encoder", self.encoder), ("decoder", self.decoder)):
+        # The split decoder always computes in f32: its LayerNorm of implicit tokens sums terms
+        # that cancel, which bf16 cannot carry (measured 2026-12-08, random weights, 3 photos:
+        # mask IoU down to 0.962 at a bf16 hint, against 0.991 for the whole decoder graph)
+        split_config = {**config, "INFERENCE_PRECISION_HINT": "f32"} if config else config
+        self.compiled = {role: core.compile_model(
+            str(bundle_dir / files[role]), device,
+            split_config if role in contract.SPLIT_DECODER_ROLES else config)
+            for role in loaded_roles(files, flag(split_decoder, "split_decoder"))}
+        self.encoder, self.decoder = self.compiled["encoder"], self.compiled["decoder"]
+        self.split_decoder = "decoder_prompts" in self.compiled
+        for role, compiled in self.compiled.items():
             wanted = [t.name for t in sigs[role].inputs]  # a port may carry several names
             check_signature(bundle_dir, role, sigs[role], {
                 next((n for n in wanted if n in i.get_names()), i.get_any_name()):
@@ -54,8 +65,8 @@ class OpenVinoBackend:
         except RuntimeError:  # a device (or AUTO) that does not report it
             self.effective_precision = self.precision
         _warn_if_failed(manifest, self.precision, self.effective_precision)
-        self._enc_req = self.encoder.create_infer_request()
-        self._dec_req = self.decoder.create_infer_request()
+        self._requests = {role: c.create_infer_request() for role, c in self.compiled.items()}
+        self._enc_req, self._dec_req = self._requests["encoder"], self._requests["decoder"]
 
     def encode(self, image: np.ndarray) -> np.ndarray:
         res = self._enc_req.infer(contract.feeds(contract.ENCODER_INPUTS, image))
@@ -65,6 +76,18 @@ class OpenVinoBackend:
         res = self._dec_req.infer(contract.feeds(contract.DECODER_INPUTS, image_embeddings,
                                                  point_coords, point_labels, mask_input,
                                                  has_mask_input))
+        return tuple(res[name].copy() for name in contract.names(contract.DECODER_OUTPUTS))
+
+    def decoder_state(self, image_embeddings: np.ndarray) -> tuple[np.ndarray, ...]:
+        """The split decoder's image state (contract.DECODER_STATE), once per image."""
+        res = self._requests["decoder_image"].infer(
+            contract.feeds(contract.DECODER_IMAGE_INPUTS, image_embeddings))
+        return tuple(res[name].copy() for name in contract.names(contract.DECODER_STATE))
+
+    def decode_prompts(self, state: tuple[np.ndarray, ...], point_coords, point_labels):
+        """decode() for prompts without a mask input, from `decoder_state`'s state."""
+        res = self._requests["decoder_prompts"].infer(
+            contract.feeds(contract.DECODER_PROMPTS_INPUTS, *state, point_coords, point_labels))
         return tuple(res[name].copy() for name in contract.names(contract.DECODER_OUTPUTS))
 
 

@@ -45,7 +45,8 @@ class BundleTarget:
     """A bundle's SamPredictor: `encoder` is backend.encode on a prepared input (the graph
     alone); `set_image` and `predict` (1 point, 3 masks at the original size) are the
     predictor's calls, `predict_batch_64` one call with 64 boxes (3 masks each at the original
-    size); `decoder_N` is backend.decode alone with N points."""
+    size); `decoder_N` is the decoder graph alone with N points, as predict runs it (the split
+    decoder's prompt graph when the bundle has one, see contract.SPLIT_DECODER_ROLES)."""
 
     def __init__(self, bundle: str, image: np.ndarray, options: dict) -> None:
         import warnings
@@ -65,6 +66,7 @@ class BundleTarget:
                      "size_mb": sum(f["bytes"] for f in m["files"].values()) / 1e6,
                      "random_weights": m["weights"]["random_weights"],
                      "gated": gated(m, options, getattr(p.backend, "effective_precision", None))}
+        self.info["split_decoder"] = bool(getattr(p.backend, "split_decoder", False))
         if m["format"] == "openvino":
             self.info["inference_precision"] = p.backend.precision
             self.info["effective_precision"] = p.backend.effective_precision
@@ -94,7 +96,7 @@ class BundleTarget:
 
         def set_image():
             p.set_image(self.image)
-            return split(("preprocess", "encoder", "upscale_setup"))
+            return split(("preprocess", "encoder", "decoder_state", "upscale_setup"))
 
         def predict(multimask=True):
             p.predict(*self.one, multimask_output=multimask)
@@ -108,7 +110,7 @@ class BundleTarget:
                "predict_single": lambda: predict(False), f"predict_batch_{BATCH}": predict_batch,
                "preprocess": lambda: transforms.normalize_and_pad(transforms.resize_image(self.image))}
         for n, f in self.feeds.items():
-            out[f"decoder_{n}"] = lambda f=f: b.decode(p.features, *f)
+            out[f"decoder_{n}"] = lambda f=f: p._decode(p._current(), *f)
         return out
 
 
