@@ -64,7 +64,8 @@ def test_split_equals_the_whole_decoder(loaded, embedding, rows):
 
 def test_runtime_split_path(export, photos):
     """An ONNX bundle carries the split decoder; predict/predict_batch through it equal the
-    whole decoder's (split_decoder=False); a mask_input prompt goes to the whole decoder; and a
+    whole decoder's (split_decoder=False); a mask_input prompt, or more tokens than
+    SPLIT_MAX_TOKENS, goes to the whole decoder; and a
     replaced embedding (the `features` setter) gets its own state, never the old image's."""
     bundle = export("onnx", "fp32")
     m = json.loads((bundle / "manifest.json").read_text())
@@ -93,6 +94,10 @@ def test_runtime_split_path(export, photos):
     refined = split.predict(**kw, mask_input=a[2][:1], multimask_output=False)
     np.testing.assert_allclose(refined[2], whole.predict(**kw, mask_input=a[2][:1],
                                                          multimask_output=False)[2], atol=1e-4)
+    many = {"point_coords": np.random.default_rng(0).uniform(0, 1200, (8, 2)),
+            "point_labels": np.ones(8)}  # 8 points + padding: beyond SPLIT_MAX_TOKENS
+    np.testing.assert_allclose(split.predict(**many)[1], whole.predict(**many)[1], atol=1e-5)
+    assert not calls
     del split.backend.decode_prompts  # the instance attribute; the method is back
 
     other = mobilesam_runtime.load(bundle)

@@ -25,6 +25,12 @@ FLOAT32_MAX = float(np.finfo(np.float32).max)
 # float32) while results are stable to 1e-6 below 1e18. Real logits are within +-100.
 MAX_ABS_COORD = 1e30  # prompt coordinates in the 1024 frame
 MAX_ABS_MASK_LOGIT = 1e15
+# The split decoder's per-prompt cost grows with the rank of the image-token update, 8 heads x
+# (tokens + 5): counted on the graphs (torch FlopCounter), 2.41 GFLOP with 2 tokens and 3.27 with
+# 6, against 3.66 for the whole decoder at any count, level at ~8 tokens. Measured in onnxruntime
+# (2-core AVX-512 host, 2026-12-08, interleaved, busy host): whole / split 1.3x at 2-4 tokens,
+# 1.1x at 6-11, 0.9x at 16. So prompts of more tokens than this run the whole decoder.
+SPLIT_MAX_TOKENS = 8
 
 
 class NoImageError(RuntimeError, ValueError):
@@ -378,8 +384,10 @@ class SamPredictor:
 
     def _decode(self, state: _ImageState, coords, labels, mask, has_mask):
         """The decoder on prompt rows: the split decoder when every row is without a mask
-        input (and the backend has it), else the whole decoder graph."""
-        if state.decoder_state is not None and not np.any(has_mask):
+        input and has at most SPLIT_MAX_TOKENS tokens (and the backend has it), else the whole
+        decoder graph."""
+        if state.decoder_state is not None and not np.any(has_mask) \
+                and labels.shape[-1] <= SPLIT_MAX_TOKENS:
             return self._call(self.backend.decode_prompts, state.decoder_state, coords, labels)
         return self._call(self.backend.decode, state.features, coords, labels, mask, has_mask)
 
