@@ -79,9 +79,14 @@ def test_transforms_js_equal_python_runtime(tmp_path, photos):
             transforms.normalize_and_pad(resized).tofile(tmp_path / f"norm{i}.bin")
             case["normalized"] = f"norm{i}.bin"
         cases["images"].append(case)
-    for i, (inp, orig) in enumerate((((683, 1024), (1200, 1800)), ((1024, 874), (600, 512)),
-                                     ((53, 1024), (77, 1500)), ((1024, 1024), (2048, 2048)))):
-        low = rng.normal(0, 3, (256, 256)).astype(np.float32)
+    yy, xx = np.mgrid[0:256, 0:256] / 256.0
+    blob = (8 * np.cos(7 * xx) * np.sin(5 * yy) - 1).astype(np.float32)  # smooth, like a trained mask
+    blob[100:110, 50:60] = 0.0  # exact zeros: not a positive logit
+    sizes = (((683, 1024), (1200, 1800)), ((1024, 874), (600, 512)), ((53, 1024), (77, 1500)),
+             ((1024, 1024), (2048, 2048)))
+    upscale_cases = [(inp, orig, kind) for kind in ("noise", "blob") for inp, orig in sizes]
+    for i, (inp, orig, kind) in enumerate(upscale_cases):
+        low = rng.normal(0, 3, (256, 256)).astype(np.float32) if kind == "noise" else blob
         rows, cols = transforms.upscale_plans(inp, orig)
         low.tofile(tmp_path / f"low{i}.bin")
         transforms.upscale_masks(low[None], rows, cols)[0].astype(np.float32).tofile(tmp_path / f"up{i}.bin")
@@ -116,6 +121,8 @@ def test_transforms_js_equal_python_runtime(tmp_path, photos):
                                               for r in got["normalize"]), got["normalize"]
     for r in got["upscale"]:
         assert r["len"] == r["want_len"] and r["max_abs"] < 1e-4, r
+        # the mask is the page's own logits > 0, and differs from Python's only where |logit| ~ 0
+        assert r["mask_len"] == r["want_len"] and r["mask_self_diff"] == 0 and r["mask_diff_margin"] < 1e-4, r
     for g, (coords, labels) in zip(got["tokens"], want_tokens):
         np.testing.assert_array_equal(np.float32(g["coords"]), coords.ravel())
         np.testing.assert_array_equal(np.float32(g["labels"]), labels)

@@ -26,11 +26,17 @@ for (const c of cases.images) {
 }
 for (const u of cases.upscale) {
   const low = read(u.low, Float32Array), want = read(u.logits, Float32Array);
-  const bands = T.upscaleBands(u.input_size, u.original_size);
-  const got = T.upscaleLogits(low, bands);
-  let maxAbs = 0;
-  for (let i = 0; i < want.length; i++) maxAbs = Math.max(maxAbs, Math.abs(got[i] - want[i]));
-  out.upscale.push({ input_size: u.input_size, original_size: u.original_size, len: got.length, want_len: want.length, max_abs: maxAbs });
+  const plans = T.upscalePlans(u.input_size, u.original_size);
+  const got = T.upscaleLogits(low, plans);
+  const mask = T.upscaleMask(low, plans, 0.0, new Float32Array(7)); // a scratch too small is replaced
+  let maxAbs = 0, maskSelfDiff = 0, maskDiffMargin = 0;
+  for (let i = 0; i < want.length; i++) {
+    maxAbs = Math.max(maxAbs, Math.abs(got[i] - want[i]));
+    if (mask[i] !== (got[i] > 0 ? 1 : 0)) maskSelfDiff++; // the mask must be exactly its own logits > 0
+    if (mask[i] !== (want[i] > 0 ? 1 : 0)) maskDiffMargin = Math.max(maskDiffMargin, Math.abs(want[i]));
+  }
+  out.upscale.push({ input_size: u.input_size, original_size: u.original_size, len: got.length, want_len: want.length,
+    max_abs: maxAbs, mask_len: mask.length, mask_self_diff: maskSelfDiff, mask_diff_margin: maskDiffMargin });
 }
 for (const t of cases.tokens) {
   const r = T.promptTokens(t.points, t.labels, t.box, t.height, t.width);

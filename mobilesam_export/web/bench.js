@@ -16,7 +16,7 @@ export async function runBenchmark({ imageData, threads = 1, encoderRuns = 3, cl
   try {
     const { width: w, height: h } = imageData;
     await p.setImage(imageData); // warm-up (first run pays one-off allocations)
-    const enc = [], encWorker = [], click = [], dec = [];
+    const enc = [], encWorker = [], click = [], dec = [], beyond = [];
     for (let i = 0; i < encoderRuns; i++) {
       await p.setImage(imageData);
       enc.push(p.timings.setImageMs); encWorker.push(p.timings.encoderMs);
@@ -27,10 +27,12 @@ export async function runBenchmark({ imageData, threads = 1, encoderRuns = 3, cl
       const r = await p.predict({ points: [[x, y]], labels: [1], multimask: true });
       if (r.masks.length !== 3 || r.masks[0].length !== w * h) throw new Error('unexpected masks');
       click.push(p.timings.predictMs); dec.push(p.timings.decoderMs);
+      beyond.push(p.timings.predictMs - p.timings.decoderMs); // masks upscaled + messages to/from the worker
     }
     return {
       info: p.info, load_ms: loadMs, session_ms: p.info.timings.sessionMs, fetch_verify_ms: p.info.timings.fetchVerifyMs,
       set_image: stats(enc), encoder: stats(encWorker), predict_click: stats(click), decoder: stats(dec),
+      beyond_decoder: stats(beyond),
     };
   } finally {
     await p.dispose();

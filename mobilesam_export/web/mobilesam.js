@@ -10,7 +10,9 @@
 // file); sessions are created once, after each graph's sha256 is checked against manifest.json.
 // Plain ES module, no bundler: copy mobilesam.js, worker.js and transforms.js into an app.
 
-const CONTRACT_VERSIONS = [1, 2];  // 2 added the prompt batch; the page sends one prompt
+// 2 added the prompt batch (the page sends one prompt); 3 added the optional split decoder
+// graphs, which the page does not use: it reads the encoder and decoder of all three alike.
+const CONTRACT_VERSIONS = [1, 2, 3];
 
 export class MobileSamError extends Error {}
 

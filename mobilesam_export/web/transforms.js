@@ -152,78 +152,137 @@ export function promptTokens(points, labels, box, height, width) {
   return { coords: Float32Array.from(coords), labels: Float32Array.from(labs), n: labs.length };
 }
 
-// ---- mask upscaling: transforms.upscale_matrices as sparse bands ------------------------------
+// ---- mask upscaling: transforms.upscale_plans as per-axis 3-tap plans -----------------------
+// SAM's postprocess (256 -> 1024 bilinear, crop to the resized image, bilinear to the original
+// size; torch's align_corners=False) is separable, and on each axis the composition of the two
+// 2-tap maps reads at most TAPS consecutive low-res values per output. The plans (start + TAPS
+// weights per output, float32 as in the Python runtime) are computed once per image; a mask then
+// costs one 3-tap pass over the columns of the low-res rows it needs and one 3-tap pass over the
+// output rows, written straight into the Uint8Array mask.
 
-/** Rows of torch's 1-D bilinear interpolate (align_corners=False) as taps [[i0, w0], [i1, w1]]. */
-function interpTaps(inSize, outSize) {
-  const scale = inSize / outSize, taps = [];
-  for (let i = 0; i < outSize; i++) {
-    const src = Math.max((i + 0.5) * scale - 0.5, 0.0);
-    const i0 = Math.min(Math.floor(src), inSize - 1), i1 = Math.min(i0 + 1, inSize - 1);
-    const lam = src - i0;
-    taps.push([[i0, 1.0 - lam], [i1, lam]]);
-  }
-  return taps;
+export const TAPS = 3;
+
+/** torch's 1-D bilinear source position (align_corners=False) of output `idx`, clamped at 0:
+ * output idx reads floor(src) with weight 1 - frac and the next input with weight frac. */
+function bilinearSource(inSize, outSize, idx) {
+  return Math.max((idx + 0.5) * (inSize / outSize) - 0.5, 0.0);
 }
 
-/** One axis of upscale_matrices: 256 -> 1024, crop to `inp`, -> `orig`, as {start, width, w}. */
-export function upscaleBand(inp, orig) {
-  const first = interpTaps(LOW_RES, IMAGE_SIZE), second = interpTaps(inp, orig);
-  let width = 1;
-  const rows = [];
-  const dense = new Float64Array(LOW_RES);
-  for (let i = 0; i < orig; i++) {
-    dense.fill(0);
-    let lo = LOW_RES, hi = -1;
-    for (const [k, a] of second[i]) {
-      for (const [j, b] of first[k]) {
-        dense[j] += a * b;
-        lo = Math.min(lo, j); hi = Math.max(hi, j);
-      }
+/** One axis (transforms.axis_taps): 256 -> 1024, crop to `inputLen`, -> `originalLen`.
+ * Output j = sum_k w[j*TAPS + k] * low[start[j] + k]. Returns {size, lo, hi, start, w}. */
+export function axisPlan(inputLen, originalLen) {
+  const start = new Int32Array(originalLen), w = new Float32Array(originalLen * TAPS);
+  const acc = new Float64Array(TAPS);
+  for (let j = 0; j < originalLen; j++) {
+    const src = bilinearSource(inputLen, originalLen, j);
+    const k0 = Math.min(Math.floor(src), inputLen - 1), k1 = Math.min(k0 + 1, inputLen - 1), lam = src - k0;
+    let s = -1;
+    acc.fill(0);
+    for (let e = 0; e < 2; e++) { // the two taps of the second map, each through the first map
+      const k = e === 0 ? k0 : k1, wk = e === 0 ? 1.0 - lam : lam;
+      const src1 = bilinearSource(LOW_RES, IMAGE_SIZE, k);
+      const l0 = Math.min(Math.floor(src1), LOW_RES - 1), l1 = Math.min(l0 + 1, LOW_RES - 1), mu = src1 - l0;
+      if (s < 0) s = Math.min(l0, LOW_RES - TAPS); // k1 = k0 or k0 + 1 starts at most one later
+      acc[l0 - s] += wk * (1.0 - mu);
+      acc[l1 - s] += wk * mu;
     }
-    rows.push([lo, Array.from(dense.subarray(lo, hi + 1))]);
-    width = Math.max(width, hi - lo + 1);
+    start[j] = s;
+    for (let t = 0; t < TAPS; t++) w[j * TAPS + t] = acc[t];
   }
-  const start = new Int32Array(orig), w = new Float32Array(orig * width);
-  rows.forEach(([lo, ws], i) => { start[i] = lo; ws.forEach((v, t) => { w[i * width + t] = v; }); });
-  return { start, width, w };
+  return { size: originalLen, lo: start[0], hi: start[originalLen - 1] + TAPS, start, w };
 }
 
-/** {rows, cols} bands for an image of `originalSize` resized to `inputSize` ([h, w] each). */
-export function upscaleBands(inputSize, originalSize) {
-  return { rows: upscaleBand(inputSize[0], originalSize[0]), cols: upscaleBand(inputSize[1], originalSize[1]) };
+/** {rows, cols} plans for an image of `originalSize` resized to `inputSize` ([h, w] each). */
+export function upscalePlans(inputSize, originalSize) {
+  return { rows: axisPlan(inputSize[0], originalSize[0]), cols: axisPlan(inputSize[1], originalSize[1]) };
+}
+
+/** Columns pass: low-res rows plans.rows.lo..hi of one 256x256 map -> Float32Array((hi-lo)*W). */
+function upscaleColumns(low, plans, tmp) {
+  const { rows, cols } = plans, W = cols.size, cs = cols.start, cw = cols.w;
+  for (let r = rows.lo, o = 0; r < rows.hi; r++) {
+    const base = r * LOW_RES;
+    for (let j = 0, t = 0; j < W; j++, t += TAPS, o++) {
+      const p = base + cs[j];
+      tmp[o] = cw[t] * low[p] + cw[t + 1] * low[p + 1] + cw[t + 2] * low[p + 2];
+    }
+  }
+  return tmp;
+}
+
+function columnsBuffer(plans, scratch) {
+  const n = (plans.rows.hi - plans.rows.lo) * plans.cols.size;
+  return scratch && scratch.length >= n ? scratch : new Float32Array(n);
 }
 
 /** One 256x256 logit map -> Float32Array(H*W) logits at the original size. */
-export function upscaleLogits(low, bands) {
-  const { rows, cols } = bands, H = rows.start.length, W = cols.start.length;
-  const tmp = new Float64Array(LOW_RES * W);
-  for (let r = 0; r < LOW_RES; r++) {
-    const base = r * LOW_RES;
-    for (let j = 0; j < W; j++) {
-      const s = cols.start[j], o = j * cols.width;
-      let acc = 0;
-      for (let t = 0; t < cols.width; t++) { const wt = cols.w[o + t]; if (wt !== 0) acc += wt * low[base + s + t]; }
-      tmp[r * W + j] = acc;
-    }
-  }
+export function upscaleLogits(low, plans, scratch = null) {
+  const { rows, cols } = plans, H = rows.size, W = cols.size, rs = rows.start, rw = rows.w;
+  const tmp = upscaleColumns(low, plans, columnsBuffer(plans, scratch));
   const out = new Float32Array(H * W);
-  for (let i = 0; i < H; i++) {
-    const s = rows.start[i], o = i * rows.width;
-    for (let t = 0; t < rows.width; t++) {
-      const wt = rows.w[o + t];
-      if (wt === 0) continue;
-      const src = (s + t) * W, dst = i * W;
-      for (let j = 0; j < W; j++) out[dst + j] += wt * tmp[src + j];
-    }
+  for (let i = 0, t = 0, d = 0; i < H; i++, t += TAPS) {
+    const a = rw[t], b = rw[t + 1], c = rw[t + 2];
+    const r0 = (rs[i] - rows.lo) * W, r1 = r0 + W, r2 = r1 + W;
+    for (let j = 0; j < W; j++, d++) out[d] = a * tmp[r0 + j] + b * tmp[r1 + j] + c * tmp[r2 + j];
   }
   return out;
 }
 
-/** One 256x256 logit map -> Uint8Array(H*W) mask (1 where the upscaled logit > threshold). */
-export function upscaleMask(low, bands, threshold = 0.0) {
-  const logits = upscaleLogits(low, bands), out = new Uint8Array(logits.length);
-  for (let i = 0; i < logits.length; i++) out[i] = logits[i] > threshold ? 1 : 0;
+// Columns-pass values all at or below 0, or all above SURE_POSITIVE, decide a mask bit (threshold
+// 0) without the 3-tap sum: the row weights are >= 0 and sum to 1 (so one is >= 1/3), hence the
+// sum of values <= 0 is <= 0 and the float32 sum of values > 1e-30 is > 0. Exact, not a guess.
+const SURE_POSITIVE = 1e-30;
+
+/** One 256x256 logit map -> Uint8Array(H*W) mask (1 where the upscaled logit > threshold), equal
+ * to upscaleLogits(...) > threshold without storing the logits. Output rows that read the same
+ * three low-res rows (~7 per low-res row when upscaling) share one look at their columns: where
+ * the three values agree in sign the bit is copied, and only the other columns are summed (all of
+ * them when over a quarter disagree, e.g. a noisy map). `scratch`: a Float32Array to reuse. */
+export function upscaleMask(low, plans, threshold = 0.0, scratch = null) {
+  const { rows, cols } = plans, H = rows.size, W = cols.size, rs = rows.start, rw = rows.w;
+  const tmp = upscaleColumns(low, plans, columnsBuffer(plans, scratch));
+  const out = new Uint8Array(H * W);
+  const sure = new Uint8Array(W), mixed = new Int32Array(W), limit = threshold === 0.0 ? W >> 2 : -1;
+  for (let i0 = 0; i0 < H;) {
+    const s = rs[i0];
+    let i1 = i0 + 1;
+    while (i1 < H && rs[i1] === s) i1++;
+    const r0 = (s - rows.lo) * W, r1 = r0 + W, r2 = r1 + W;
+    let m = 0;
+    for (let j = 0; j < W && m <= limit; j++) {
+      const x0 = tmp[r0 + j], x1 = tmp[r1 + j], x2 = tmp[r2 + j];
+      if (x0 > SURE_POSITIVE && x1 > SURE_POSITIVE && x2 > SURE_POSITIVE) sure[j] = 1;
+      else { sure[j] = 0; if (!(x0 <= 0 && x1 <= 0 && x2 <= 0)) mixed[m++] = j; }
+    }
+    if (m <= limit) {
+      for (let i = i0, t = i0 * TAPS; i < i1; i++, t += TAPS) {
+        const a = rw[t], b = rw[t + 1], c = rw[t + 2], d = i * W;
+        out.set(sure, d);
+        for (let q = 0; q < m; q++) {
+          const j = mixed[q];
+          out[d + j] = Math.fround(a * tmp[r0 + j] + b * tmp[r1 + j] + c * tmp[r2 + j]) > 0 ? 1 : 0;
+        }
+      }
+    } else { // every pixel summed, two output rows per read of the three input rows
+      let i = i0;
+      for (; i + 1 < i1; i += 2) {
+        const t = i * TAPS, a = rw[t], b = rw[t + 1], c = rw[t + 2], e = rw[t + 3], f = rw[t + 4], g = rw[t + 5];
+        const d0 = i * W, d1 = d0 + W;
+        for (let j = 0; j < W; j++) {
+          const x0 = tmp[r0 + j], x1 = tmp[r1 + j], x2 = tmp[r2 + j];
+          out[d0 + j] = Math.fround(a * x0 + b * x1 + c * x2) > threshold ? 1 : 0;
+          out[d1 + j] = Math.fround(e * x0 + f * x1 + g * x2) > threshold ? 1 : 0;
+        }
+      }
+      if (i < i1) {
+        const t = i * TAPS, a = rw[t], b = rw[t + 1], c = rw[t + 2], d = i * W;
+        for (let j = 0; j < W; j++) {
+          out[d + j] = Math.fround(a * tmp[r0 + j] + b * tmp[r1 + j] + c * tmp[r2 + j]) > threshold ? 1 : 0;
+        }
+      }
+    }
+    i0 = i1;
+  }
   return out;
 }
 

@@ -6,7 +6,7 @@ import * as T from './transforms.js';
 let ort = null;
 let sessions = null; // {encoder, decoder, decoderInputs}
 let cfg = null; // {manifest, mean, std, ep, threads, ...}
-let image = null; // {embedding: Float32Array, width, height, bands}
+let image = null; // {embedding: Float32Array, width, height, plans, scratch}
 
 async function sha256Hex(buffer) {
   const digest = await crypto.subtle.digest('SHA-256', buffer);
@@ -83,7 +83,8 @@ async function decode(embedding, coords, labels, n, maskInput) {
 
 function setImageState(embedding, width, height) {
   const [h, w] = T.preprocessShape(height, width);
-  image = { embedding, width, height, bands: T.upscaleBands([h, w], [height, width]) };
+  const plans = T.upscalePlans([h, w], [height, width]); // once per image: every click reuses them
+  image = { embedding, width, height, plans, scratch: new Float32Array((plans.rows.hi - plans.rows.lo) * width) };
 }
 
 /** Run the known input through the whole pipeline and compare with selfcheck.json. */
@@ -162,7 +163,7 @@ const OPS = {
     const scores = Float32Array.from(picks, (i) => iou[i]);
     const lowResLogits = new Float32Array(picks.length * plane);
     picks.forEach((m, k) => lowResLogits.set(lowRes.subarray(m * plane, (m + 1) * plane), k * plane));
-    const masks = picks.map((_, k) => T.upscaleMask(lowResLogits.subarray(k * plane, (k + 1) * plane), image.bands));
+    const masks = picks.map((_, k) => T.upscaleMask(lowResLogits.subarray(k * plane, (k + 1) * plane), image.plans, 0.0, image.scratch));
     const t2 = performance.now();
     return {
       result: { masks, scores, lowResLogits, width: image.width, height: image.height,
