@@ -13,14 +13,13 @@ from mobilesam_export.parity import ParityError
 from mobilesam_export.reference import TorchPredictor
 from mobilesam_runtime.bench.machine import cpu_facts
 
-# Known failure, tracked by issue 11 (not a loosened gate): on CPUs without VNNI (AVX2 only),
-# NNCF int8 PTQ of the random-weight encoder reaches cosine >= 0.999 but mask IoU 0.854 < 0.90
-# (measured, 7-bit weights; 0.846 without), so the gate refuses the bundle. Strict: the test
-# fails as soon as the bundle passes there, and runs normally on VNNI CPUs
-# (IoU 0.945 measured there with 8-bit weights; not yet re-measured with 7-bit).
-INT8_REFUSED_HERE = pytest.mark.xfail("VNNI" not in cpu_facts()["isa"], raises=ParityError,
-                                      strict=True, reason="openvino int8 on a CPU without VNNI: "
-                                      "refused by its gate (issue 11)")
+# Known failure, tracked by issue 11 (not a loosened gate): NNCF int8 PTQ of the random-weight
+# encoder (7-bit weights, the overflow fix that CPUs without VNNI need) reaches cosine >= 0.999 but
+# mask IoU < 0.90, so the gate refuses the bundle: 0.854 on an AVX2 host (2026-12-02), 0.857 on
+# an AVX-512 VNNI host (2026-12-08; 0.945 there in 2026-11 with 8-bit weights). Strict: the test
+# fails as soon as the bundle passes.
+INT8_REFUSED_HERE = pytest.mark.xfail(raises=ParityError, strict=True,
+                                      reason="openvino int8 refused by its gate (issue 11)")
 
 
 @pytest.mark.parametrize("quant", ["fp32", "fp16", pytest.param("int8", marks=INT8_REFUSED_HERE),
