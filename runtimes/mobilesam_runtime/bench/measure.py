@@ -60,8 +60,9 @@ class BundleTarget:
         self.predictor = p = mobilesam_runtime.load(bundle, **options)
         self.load_s = time.perf_counter() - t
         m = p.manifest
-        self.info = {"name": Path(bundle).name + "".join(f" {v}" for k, v in options.items()
-                                                          if k != "threads"),
+        self.info = {"name": Path(bundle).name + "".join(
+                         f" {v}" if k == "precision" else f" {k}={v}"
+                         for k, v in options.items() if k != "threads"),
                      "kind": "bundle", "format": m["format"], "precision": m["precision"],
                      "size_mb": sum(f["bytes"] for f in m["files"].values()) / 1e6,
                      "random_weights": m["weights"]["random_weights"],
