@@ -123,3 +123,21 @@ def test_failed_runtime_precision_warns(export, tmp_path):
         assert not any("FAILED" in s for s in msgs)
     else:
         assert any("FAILED its parity gate" in s for s in msgs), msgs
+
+
+def test_model_cache_respects_the_precision(export, photos, tmp_path):
+    """One cache folder for f32 and bf16 loads: each load computes what an uncached load of its
+    precision computes (a cache keyed without the precision would hand bf16 the f32 graph)."""
+    bundle = export("openvino", "fp32")
+    image = photos["dog"]
+    out = {}
+    for prec in ("f32", "bf16"):
+        for cache in (None, tmp_path / "cache"):
+            pred = mobilesam_runtime.load(bundle, precision=prec, cache_dir=cache, split_decoder=False)
+            pred.set_image(image)
+            out[prec, cache is not None] = pred.get_image_embedding()
+    assert any((tmp_path / "cache").iterdir())
+    for prec in ("f32", "bf16"):
+        np.testing.assert_array_equal(out[prec, True], out[prec, False])
+    if "BF16" in cpu_facts()["isa"]:  # the two precisions differ here, so the check has teeth
+        assert np.abs(out["f32", False] - out["bf16", False]).max() > 1e-3
