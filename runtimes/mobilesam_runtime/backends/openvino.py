@@ -51,7 +51,7 @@ class OpenVinoBackend:
         # prompt set) always compute in f32. Measured 2026-12-08 on a bf16 CPU (AMD EPYC,
         # AVX-512 BF16; random weights, 3 photos x 9 prompt types): bf16 in the whole decoder
         # alone: decoder-only mask IoU 0.965 and one changed mask pick; the split decoder's
-        # LayerNorm of implicit tokens (terms that cancel) to 0.962; its parity gate is 0.99.
+        # LayerNorm of implicit tokens (terms that cancel) to 0.959; the gate is 0.99.
         decoder_config = {**config, "INFERENCE_PRECISION_HINT": "f32"} if config else config
         self.compiled = {role: core.compile_model(
             str(bundle_dir / files[role]), device, config if role == "encoder" else decoder_config)
