@@ -209,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="onnx: also write decoder_sam_official.onnx with SAM's ONNX interface")
     e.add_argument("--no-split-decoder", action="store_true",
                    help="onnx/openvino: leave out the split decoder (decoder_image + "
-                        "decoder_prompts: faster clicks without mask input, ~17 MB more)")
+                        "decoder_prompts: faster clicks without mask input, ~28 MB more)")
     e.add_argument("--image-input", action="store_true",
                    help="coreml: encoder takes an ImageType (0..255 RGB), normalisation baked in")
     e.add_argument("--slots", type=int, default=16, help="tflite: fixed prompt slots (default 16)")

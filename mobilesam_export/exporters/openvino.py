@@ -69,7 +69,8 @@ def simplify(path: Path) -> None:
 
 
 def export(loaded: LoadedModel, out: Path, quant: str, options: ExportOptions) -> dict:
-    """Write encoder.xml/.bin and decoder.xml/.bin for `quant` into `out`."""
+    """Write encoder.xml/.bin and decoder.xml/.bin (and the split decoder's two graphs, if asked)
+    for `quant` into `out`."""
     graphs = {"encoder": "encoder.xml", "decoder": "decoder.xml"}
     if options.split_decoder:
         graphs.update(decoder_image="decoder_image.xml", decoder_prompts="decoder_prompts.xml")
